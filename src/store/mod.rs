@@ -1,0 +1,494 @@
+//! The vector store: product, customer and event collections in Qdrant.
+//!
+//! [`Store`] is the only way the rest of aisle reaches Qdrant. It speaks in its own small types
+//! ([`Point`], [`Filter`], [`Query`]) so that the embedded engine (`edge`, qdrant-edge,
+//! in-process) and a Qdrant server behave the same behind it. Every write returns only once it
+//! is durable: a process killed right after a write was acknowledged finds it on restart.
+//!
+//! Point ids are UUIDv5 of the external id (Qdrant accepts only integers and UUIDs); the
+//! payload keeps the external id. This module knows nothing of models or HTTP.
+
+mod edge;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+
+/// A JSON object: a point's payload.
+pub type Payload = Map<String, Value>;
+
+/// The UUIDv5 point id of an external id within a collection's id space.
+///
+/// The namespace is derived from `space` (e.g. `"products"`), so the same external id in two
+/// collections gives two different point ids.
+pub fn point_id(space: &str, external_id: &str) -> Uuid {
+    let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("urn:aisle:{space}").as_bytes());
+    Uuid::new_v5(&namespace, external_id.as_bytes())
+}
+
+/// Similarity of a dense vector space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distance {
+    /// Cosine similarity (vectors are normalised by the engine).
+    Cosine,
+    /// Dot product.
+    Dot,
+    /// Negative Euclidean distance.
+    Euclid,
+}
+
+/// A named dense vector of a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseSpec {
+    /// Vector name.
+    pub name: String,
+    /// Dimension.
+    pub dim: usize,
+    /// Similarity.
+    pub distance: Distance,
+}
+
+/// A named sparse vector of a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseSpec {
+    /// Vector name.
+    pub name: String,
+    /// Whether the engine applies inverse document frequency at query time (BM25).
+    pub idf: bool,
+}
+
+/// The kind of a payload index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Exact string match (also over arrays of strings).
+    Keyword,
+    /// Floating-point ranges.
+    Float,
+    /// Integers.
+    Integer,
+    /// Booleans.
+    Bool,
+}
+
+/// What a collection holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionSpec {
+    /// Logical name (the configured prefix is added by the store).
+    pub name: String,
+    /// Dense vectors.
+    pub dense: Vec<DenseSpec>,
+    /// Sparse vectors.
+    pub sparse: Vec<SparseSpec>,
+    /// Payload fields to index for filtering.
+    pub indexes: Vec<(String, IndexKind)>,
+}
+
+/// One vector value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vector {
+    /// A dense vector.
+    Dense(Vec<f32>),
+    /// A sparse vector: sorted unique indices and their values.
+    Sparse {
+        /// Dimension ids.
+        indices: Vec<u32>,
+        /// Values, one per index.
+        values: Vec<f32>,
+    },
+}
+
+/// A point to write.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Point id (see [`point_id`]).
+    pub id: Uuid,
+    /// Named vectors.
+    pub vectors: Vec<(String, Vector)>,
+    /// Payload.
+    pub payload: Payload,
+}
+
+/// A point read back.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Point id.
+    pub id: Uuid,
+    /// Payload.
+    pub payload: Payload,
+    /// The vectors asked for.
+    pub vectors: HashMap<String, Vector>,
+}
+
+/// A scored point from a query.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Point id.
+    pub id: Uuid,
+    /// Score (higher is better).
+    pub score: f32,
+    /// Payload.
+    pub payload: Payload,
+}
+
+/// A page of a scroll.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Records in id order.
+    pub records: Vec<Record>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<Uuid>,
+}
+
+/// One filter condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// The keyword field (or one element of a keyword array) equals the value.
+    Keyword {
+        /// Payload key.
+        key: String,
+        /// Value.
+        value: String,
+    },
+    /// The keyword field equals one of the values.
+    KeywordAny {
+        /// Payload key.
+        key: String,
+        /// Values.
+        values: Vec<String>,
+    },
+    /// The boolean field has this value.
+    Bool {
+        /// Payload key.
+        key: String,
+        /// Value.
+        value: bool,
+    },
+    /// The numeric field lies in the range (bounds inclusive).
+    Range {
+        /// Payload key.
+        key: String,
+        /// Lower bound.
+        gte: Option<f64>,
+        /// Upper bound.
+        lte: Option<f64>,
+    },
+    /// The point id is one of these.
+    HasId(Vec<Uuid>),
+    /// The field is missing, null or an empty array.
+    IsEmpty(String),
+    /// A nested filter.
+    Nested(Filter),
+}
+
+/// A boolean combination of conditions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// All must hold.
+    pub must: Vec<Condition>,
+    /// At least one must hold (if any are given).
+    pub should: Vec<Condition>,
+    /// None may hold.
+    pub must_not: Vec<Condition>,
+}
+
+impl Filter {
+    /// Add a condition that must hold.
+    pub fn must(mut self, c: Condition) -> Self {
+        self.must.push(c);
+        self
+    }
+
+    /// Add a condition that must not hold.
+    pub fn must_not(mut self, c: Condition) -> Self {
+        self.must_not.push(c);
+        self
+    }
+
+    /// Whether the filter has no conditions at all.
+    pub fn is_empty(&self) -> bool {
+        self.must.is_empty() && self.should.is_empty() && self.must_not.is_empty()
+    }
+}
+
+/// How a vector scores points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorQuery {
+    /// Nearest neighbours of a vector.
+    Nearest {
+        /// Which named vector to search.
+        using: String,
+        /// The query vector.
+        vector: Vector,
+    },
+    /// Qdrant's recommend (best-score strategy): close to the positives, far from the negatives.
+    Recommend {
+        /// Which named vector to search.
+        using: String,
+        /// Examples to be close to.
+        positive: Vec<Vec<f32>>,
+        /// Examples to be far from.
+        negative: Vec<Vec<f32>>,
+    },
+}
+
+/// A candidate source of a query: a vector search with its own filter and limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prefetch {
+    /// The search.
+    pub query: VectorQuery,
+    /// Filter applied inside the search.
+    pub filter: Option<Filter>,
+    /// Candidates to return.
+    pub limit: usize,
+}
+
+/// How the final list is ranked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ranking {
+    /// Score by one vector query (no prefetches needed).
+    Vector(VectorQuery),
+    /// Reciprocal rank fusion of the prefetches, optionally weighted (one weight per prefetch).
+    Rrf {
+        /// RRF constant.
+        k: usize,
+        /// Weights per prefetch.
+        weights: Option<Vec<f32>>,
+    },
+}
+
+/// One query: prefetches fused or rescored, filtered, paginated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Candidate sources.
+    pub prefetch: Vec<Prefetch>,
+    /// Final ranking.
+    pub ranking: Ranking,
+    /// Filter on the final result (also applied to every prefetch).
+    pub filter: Option<Filter>,
+    /// Results to return.
+    pub limit: usize,
+    /// Results to skip.
+    pub offset: usize,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Edge(Arc<edge::EdgeStore>),
+}
+
+/// The vector store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    prefix: String,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("store task failed: {e}")))?
+}
+
+impl Store {
+    /// Open the store the configuration names: a Qdrant server when `qdrant_url` is set, else the
+    /// embedded engine under `data_dir`.
+    pub fn open(config: &StoreConfig) -> Result<Self> {
+        if !config.qdrant_url.is_empty() {
+            return Err(Error::Config(format!(
+                "store.qdrant_url is set ({}), but this build has only the embedded store; unset it",
+                config.qdrant_url
+            )));
+        }
+        Self::open_embedded(&config.data_dir.join("qdrant"), &config.collection_prefix, config.index_after_points)
+    }
+
+    /// Open (or create) the embedded store at `dir`. Fails if another process has it open.
+    pub fn open_embedded(dir: &Path, prefix: &str, index_after_points: usize) -> Result<Self> {
+        let edge = edge::EdgeStore::open(dir, index_after_points)?;
+        Ok(Self { backend: Backend::Edge(Arc::new(edge)), prefix: prefix.to_string() })
+    }
+
+    /// A short description of the backend for logs and `/readyz`.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Edge(e) => format!("embedded qdrant-edge at {}", e.root().display()),
+        }
+    }
+
+    fn full(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// Create the collection if missing; add vectors and indexes the spec has and it lacks.
+    pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<()> {
+        let mut spec = spec.clone();
+        spec.name = self.full(&spec.name);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.ensure_collection(&spec)).await
+            }
+        }
+    }
+
+    /// Insert or replace points. Durable when it returns.
+    pub async fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.upsert(&c, points)).await
+            }
+        }
+    }
+
+    /// Merge `payload` keys into the points' payloads. Durable when it returns.
+    pub async fn set_payload(&self, collection: &str, ids: Vec<Uuid>, payload: Payload) -> Result<()> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.set_payload(&c, ids, payload)).await
+            }
+        }
+    }
+
+    /// Delete points by id (missing ids are ignored). Durable when it returns.
+    pub async fn delete(&self, collection: &str, ids: Vec<Uuid>) -> Result<()> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.delete(&c, ids)).await
+            }
+        }
+    }
+
+    /// Read points by id, in the order asked (missing ids are left out).
+    pub async fn retrieve(&self, collection: &str, ids: Vec<Uuid>, with_vectors: Vec<String>) -> Result<Vec<Record>> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.retrieve(&c, &ids, &with_vectors)).await
+            }
+        }
+    }
+
+    /// Page through points in id order, starting at `offset`.
+    pub async fn scroll(
+        &self,
+        collection: &str,
+        filter: Option<Filter>,
+        offset: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.scroll(&c, filter, offset, limit)).await
+            }
+        }
+    }
+
+    /// Run a query (prefetches, fusion, filters) in one engine call.
+    pub async fn query(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.query(&c, query)).await
+            }
+        }
+    }
+
+    /// Count points matching a filter (exactly).
+    pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<usize> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.count(&c, filter)).await
+            }
+        }
+    }
+
+    /// Build indexes where enough points are unindexed; returns whether anything was done.
+    pub async fn maintain(&self) -> Result<bool> {
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.maintain(false)).await
+            }
+        }
+    }
+
+    /// Build indexes now, whatever the thresholds say (after a bulk import).
+    pub async fn optimize(&self) -> Result<bool> {
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.maintain(true)).await
+            }
+        }
+    }
+
+    /// Flush everything to disk (also done on every write; this is for shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.flush_all()).await
+            }
+        }
+    }
+}
+
+/// BM25 term weights computed the way Qdrant computes them (its tokenizer, English stemmer and
+/// stopwords), for a sparse vector whose collection applies the IDF modifier: the engine then
+/// completes the BM25 score at query time from its own document frequencies.
+pub struct KeywordEncoder {
+    bm25: qdrant_edge::bm25_embed::EdgeBm25,
+}
+
+impl KeywordEncoder {
+    /// Average document length (in tokens) assumed by BM25's length normalisation; product
+    /// texts (title, brand, categories, description) are typically this long.
+    pub const AVG_DOC_TOKENS: f64 = 64.0;
+
+    /// An English BM25 encoder.
+    pub fn english() -> Result<Self> {
+        let config: qdrant_edge::bm25_embed::EdgeBm25Config =
+            serde_json::from_value(serde_json::json!({"language": "english", "avg_len": Self::AVG_DOC_TOKENS}))
+                .map_err(|e| Error::Internal(format!("bm25 config: {e}")))?;
+        let bm25 = qdrant_edge::bm25_embed::EdgeBm25::new(config).map_err(|e| Error::Internal(format!("bm25: {e}")))?;
+        Ok(Self { bm25 })
+    }
+
+    /// Term weights of a document.
+    pub fn document(&self, text: &str) -> Vector {
+        let s = self.bm25.embed_document(text);
+        Vector::Sparse { indices: s.indices, values: s.values }
+    }
+
+    /// Term weights of a query (empty when the text has no indexable terms).
+    pub fn query(&self, text: &str) -> Vector {
+        let s = self.bm25.embed_query(text);
+        Vector::Sparse { indices: s.indices, values: s.values }
+    }
+}
+
+impl Vector {
+    /// Whether this is a sparse vector with no terms.
+    pub fn is_empty_sparse(&self) -> bool {
+        matches!(self, Vector::Sparse { indices, .. } if indices.is_empty())
+    }
+}
