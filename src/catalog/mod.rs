@@ -1,0 +1,253 @@
+//! The product catalog: schema and validation, the text that gets embedded, import, and search.
+//!
+//! [`Catalog`] is the service the HTTP layer and the `import` command call. It writes products
+//! to the `products` collection with their `text` vector (embedding model, cosine) and their
+//! `keywords` sparse vector (BM25), re-embedding only when the embedded text changed.
+//! It knows nothing of HTTP.
+
+pub mod import;
+pub mod product;
+pub mod search;
+pub mod text;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use product::{Product, ProductInput};
+pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarRequest};
+
+use crate::error::{Error, FieldError, Result};
+use crate::infer::Embedder;
+use crate::store::{
+    CollectionSpec, DenseSpec, Distance, IndexKind, KeywordEncoder, Point, SparseSpec, Store, Vector, point_id,
+};
+
+/// Logical name of the products collection.
+pub const PRODUCTS: &str = "products";
+/// Dense vector of the product text.
+pub const TEXT_VECTOR: &str = "text";
+/// Sparse BM25 vector of the product text.
+pub const KEYWORD_VECTOR: &str = "keywords";
+
+/// Payload keys aisle adds next to the product fields (lower-cased filter keys, the
+/// embedded-text hash). They are not part of the product returned to clients.
+const CATEGORY_KEYS: &str = "category_keys";
+const BRAND_KEY: &str = "brand_key";
+const EMBED_HASH: &str = "embed_hash";
+
+/// The point id of a product id.
+pub fn product_point(id: &str) -> uuid::Uuid {
+    point_id(PRODUCTS, id)
+}
+
+/// What happened to one product of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteStatus {
+    /// It did not exist before.
+    Created,
+    /// It existed and was replaced.
+    Updated,
+}
+
+/// Outcome of a write of several products.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WriteSummary {
+    /// Per product id, created or updated.
+    pub statuses: Vec<(String, WriteStatus)>,
+    /// Products whose text was embedded.
+    pub embedded: usize,
+    /// Products whose stored vector was reused (text unchanged).
+    pub reused: usize,
+}
+
+/// The catalog service.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Store,
+    embedder: Embedder,
+    keywords: Arc<KeywordEncoder>,
+    default_currency: String,
+}
+
+impl Catalog {
+    /// The products collection's layout for an embedding model of `dim` dimensions.
+    pub fn collection_spec(dim: usize) -> CollectionSpec {
+        CollectionSpec {
+            name: PRODUCTS.into(),
+            dense: vec![DenseSpec { name: TEXT_VECTOR.into(), dim, distance: Distance::Cosine }],
+            sparse: vec![SparseSpec { name: KEYWORD_VECTOR.into(), idf: true }],
+            indexes: vec![
+                ("id".into(), IndexKind::Keyword),
+                (CATEGORY_KEYS.into(), IndexKind::Keyword),
+                (BRAND_KEY.into(), IndexKind::Keyword),
+                ("price".into(), IndexKind::Float),
+                ("in_stock".into(), IndexKind::Bool),
+            ],
+        }
+    }
+
+    /// Open the catalog over `store`, creating the products collection if needed.
+    pub async fn open(store: Store, embedder: Embedder) -> Result<Self> {
+        store.ensure_collection(&Self::collection_spec(embedder.info().dim)).await?;
+        Ok(Self { store, embedder, keywords: Arc::new(KeywordEncoder::english()?), default_currency: "USD".into() })
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The embedder underneath.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Validate one input; `path_id` is the id from the URL, if any.
+    pub fn validate(
+        &self,
+        input: ProductInput,
+        path_id: Option<&str>,
+    ) -> std::result::Result<Product, Vec<FieldError>> {
+        input.validate(path_id, &self.default_currency, Utc::now())
+    }
+
+    /// Write validated products (a batch is one embedding job and one durable store write).
+    /// Ids must be unique within the call.
+    pub async fn upsert(&self, products: Vec<Product>) -> Result<WriteSummary> {
+        if products.is_empty() {
+            return Ok(WriteSummary::default());
+        }
+        let model = self.embedder.info().name.clone();
+        let ids: Vec<uuid::Uuid> = products.iter().map(|p| product_point(&p.id)).collect();
+        let existing = self.store.retrieve(PRODUCTS, ids.clone(), vec![TEXT_VECTOR.into()]).await?;
+        let existing: HashMap<uuid::Uuid, (Option<String>, Option<Vec<f32>>)> = existing
+            .into_iter()
+            .map(|r| {
+                let hash = r.payload.get(EMBED_HASH).and_then(Value::as_str).map(str::to_string);
+                let vector = match r.vectors.get(TEXT_VECTOR) {
+                    Some(Vector::Dense(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                (r.id, (hash, vector))
+            })
+            .collect();
+
+        let texts: Vec<String> = products.iter().map(text::embedding_text).collect();
+        let hashes: Vec<String> = texts.iter().map(|t| text::embedding_hash(&model, t)).collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(products.len());
+        let mut to_embed = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match existing.get(id) {
+                Some((Some(h), Some(v))) if *h == hashes[i] => vectors.push(Some(v.clone())),
+                _ => {
+                    vectors.push(None);
+                    to_embed.push(i);
+                }
+            }
+        }
+        let fresh = self.embedder.embed(&to_embed.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>()).await?;
+        for (i, v) in to_embed.iter().zip(fresh) {
+            vectors[*i] = Some(v);
+        }
+
+        let mut summary =
+            WriteSummary { embedded: to_embed.len(), reused: products.len() - to_embed.len(), ..Default::default() };
+        let mut points = Vec::with_capacity(products.len());
+        for (i, p) in products.into_iter().enumerate() {
+            let status = if existing.contains_key(&ids[i]) { WriteStatus::Updated } else { WriteStatus::Created };
+            let keywords = self.keywords.document(&text::keyword_text(&p));
+            let mut payload = to_payload(&p)?;
+            payload.insert(EMBED_HASH.into(), Value::String(hashes[i].clone()));
+            let text_vector = vectors[i].take().ok_or_else(|| Error::Internal("missing embedding".into()))?;
+            let mut point_vectors = vec![(TEXT_VECTOR.to_string(), Vector::Dense(text_vector))];
+            if !keywords.is_empty_sparse() {
+                point_vectors.push((KEYWORD_VECTOR.to_string(), keywords));
+            }
+            summary.statuses.push((p.id.clone(), status));
+            points.push(Point { id: ids[i], vectors: point_vectors, payload });
+        }
+        self.store.upsert(PRODUCTS, points).await?;
+        Ok(summary)
+    }
+
+    /// Read one product.
+    pub async fn get(&self, id: &str) -> Result<Product> {
+        let records = self.store.retrieve(PRODUCTS, vec![product_point(id)], vec![]).await?;
+        let record = records.into_iter().next().ok_or_else(|| Error::not_found("product", id))?;
+        from_payload(record.payload)
+    }
+
+    /// Read several products, in the order asked; missing ones are left out.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Product>> {
+        let points = ids.iter().map(|id| product_point(id)).collect();
+        let records = self.store.retrieve(PRODUCTS, points, vec![]).await?;
+        records.into_iter().map(|r| from_payload(r.payload)).collect()
+    }
+
+    /// Delete one product; `false` if it did not exist.
+    pub async fn delete(&self, id: &str) -> Result<bool> {
+        let point = product_point(id);
+        if self.store.retrieve(PRODUCTS, vec![point], vec![]).await?.is_empty() {
+            return Ok(false);
+        }
+        self.store.delete(PRODUCTS, vec![point]).await?;
+        Ok(true)
+    }
+
+    /// Number of products matching a filter.
+    pub async fn count(&self, filter: &ProductFilter) -> Result<usize> {
+        self.store.count(PRODUCTS, filter.to_store_filter()).await
+    }
+
+    /// A page of products in a stable order; `cursor` comes from the previous page.
+    pub async fn list(
+        &self,
+        filter: &ProductFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Product>, Option<String>)> {
+        let offset = match cursor {
+            None => None,
+            Some(c) => Some(
+                uuid::Uuid::parse_str(c)
+                    .map_err(|_| Error::invalid("/cursor", "is not a cursor returned by a previous page"))?,
+            ),
+        };
+        let page = self.store.scroll(PRODUCTS, filter.to_store_filter(), offset, limit).await?;
+        let items = page.records.into_iter().map(|r| from_payload(r.payload)).collect::<Result<Vec<_>>>()?;
+        Ok((items, page.next.map(|u| u.to_string())))
+    }
+}
+
+/// The stored payload of a product: its fields plus lower-cased filter keys.
+fn to_payload(p: &Product) -> Result<Map<String, Value>> {
+    let Value::Object(mut map) =
+        serde_json::to_value(p).map_err(|e| Error::Internal(format!("product to payload: {e}")))?
+    else {
+        return Err(Error::Internal("product did not serialize to an object".into()));
+    };
+    map.insert(CATEGORY_KEYS.into(), Value::Array(p.categories.iter().map(|c| Value::String(filter_key(c))).collect()));
+    if let Some(b) = &p.brand {
+        map.insert(BRAND_KEY.into(), Value::String(filter_key(b)));
+    }
+    Ok(map)
+}
+
+/// A product from its stored payload.
+pub(crate) fn from_payload(mut payload: Map<String, Value>) -> Result<Product> {
+    payload.remove(CATEGORY_KEYS);
+    payload.remove(BRAND_KEY);
+    payload.remove(EMBED_HASH);
+    serde_json::from_value(Value::Object(payload))
+        .map_err(|e| Error::Store(format!("stored product is unreadable: {e}")))
+}
+
+/// The form in which categories and brands are matched: trimmed and lower-cased.
+pub fn filter_key(s: &str) -> String {
+    s.trim().to_lowercase()
+}

@@ -1,0 +1,282 @@
+//! Product search: hybrid dense + BM25 retrieval fused with RRF in one Qdrant query, with the
+//! shop's filters applied inside the vector search (never after it), and "similar products".
+
+use serde::{Deserialize, Serialize};
+
+use super::{Catalog, KEYWORD_VECTOR, PRODUCTS, Product, TEXT_VECTOR, filter_key, from_payload, product_point};
+use crate::config::SearchConfig;
+use crate::error::{Error, FieldError, Result};
+use crate::store::{Condition, Filter, Prefetch, Query, Ranking, Vector, VectorQuery};
+
+/// Filters shared by search, similar-products and listing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductFilter {
+    /// Keep products in any of these categories (case-insensitive, exact).
+    pub categories: Option<Vec<String>>,
+    /// Keep products of any of these brands (case-insensitive, exact).
+    pub brands: Option<Vec<String>>,
+    /// Lowest price (inclusive). Products without a price are left out when a bound is set.
+    pub price_min: Option<f64>,
+    /// Highest price (inclusive).
+    pub price_max: Option<f64>,
+    /// Keep only products that are (or are not) in stock.
+    pub in_stock: Option<bool>,
+    /// Leave these product ids out.
+    pub exclude_ids: Option<Vec<String>>,
+}
+
+impl ProductFilter {
+    /// Check the filter; pointers are prefixed with `at` (e.g. `/filters`).
+    pub fn check(&self, at: &str) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for (name, v) in [("price_min", self.price_min), ("price_max", self.price_max)] {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                errors.push(FieldError::new(format!("{at}/{name}"), "must be a number >= 0"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (self.price_min, self.price_max)
+            && lo > hi
+        {
+            errors.push(FieldError::new(format!("{at}/price_min"), format!("{lo} is above price_max {hi}")));
+        }
+        for (name, list) in
+            [("categories", &self.categories), ("brands", &self.brands), ("exclude_ids", &self.exclude_ids)]
+        {
+            if let Some(list) = list {
+                if list.len() > 1000 {
+                    errors.push(FieldError::new(format!("{at}/{name}"), "must have at most 1000 items"));
+                }
+                for (i, s) in list.iter().enumerate() {
+                    if s.trim().is_empty() || s.chars().count() > 200 {
+                        errors.push(FieldError::new(format!("{at}/{name}/{i}"), "must be 1 to 200 characters"));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// The store filter, or `None` if nothing is filtered.
+    pub fn to_store_filter(&self) -> Option<Filter> {
+        let mut f = Filter::default();
+        if let Some(c) = self.categories.as_ref().filter(|c| !c.is_empty()) {
+            f = f.must(Condition::KeywordAny {
+                key: "category_keys".into(),
+                values: c.iter().map(|s| filter_key(s)).collect(),
+            });
+        }
+        if let Some(b) = self.brands.as_ref().filter(|b| !b.is_empty()) {
+            f = f.must(Condition::KeywordAny {
+                key: "brand_key".into(),
+                values: b.iter().map(|s| filter_key(s)).collect(),
+            });
+        }
+        if self.price_min.is_some() || self.price_max.is_some() {
+            f = f.must(Condition::Range { key: "price".into(), gte: self.price_min, lte: self.price_max });
+        }
+        if let Some(s) = self.in_stock {
+            f = f.must(Condition::Bool { key: "in_stock".into(), value: s });
+        }
+        if let Some(ids) = self.exclude_ids.as_ref().filter(|i| !i.is_empty()) {
+            f = f.must_not(Condition::HasId(ids.iter().map(|id| product_point(id)).collect()));
+        }
+        (!f.is_empty()).then_some(f)
+    }
+
+    /// Whether `p` passes the filter (the same rules as the store filter; for checks and tests).
+    pub fn admits(&self, p: &Product) -> bool {
+        let any = |want: &Option<Vec<String>>, have: &[String]| match want.as_ref().filter(|w| !w.is_empty()) {
+            None => true,
+            Some(w) => have.iter().any(|h| w.iter().any(|x| filter_key(x) == filter_key(h))),
+        };
+        let brand: Vec<String> = p.brand.iter().cloned().collect();
+        let price_ok = match (self.price_min, self.price_max, p.price) {
+            (None, None, _) => true,
+            (_, _, None) => false,
+            (lo, hi, Some(x)) => lo.is_none_or(|lo| x >= lo) && hi.is_none_or(|hi| x <= hi),
+        };
+        any(&self.categories, &p.categories)
+            && any(&self.brands, &brand)
+            && price_ok
+            && self.in_stock.is_none_or(|s| p.in_stock == s)
+            && !self.exclude_ids.as_ref().is_some_and(|ids| ids.contains(&p.id))
+    }
+}
+
+/// How search retrieves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    /// Dense and BM25 fused with weighted RRF (default).
+    #[default]
+    Hybrid,
+    /// Dense (embedding) only.
+    Semantic,
+    /// BM25 only.
+    Keyword,
+}
+
+/// `POST /v1/search` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// What the shopper typed.
+    pub query: String,
+    /// Results to return (default 10).
+    pub limit: Option<usize>,
+    /// Results to skip (default 0).
+    pub offset: Option<usize>,
+    /// Filters applied inside the retrieval.
+    pub filters: Option<ProductFilter>,
+    /// Retrieval mode.
+    pub mode: Option<SearchMode>,
+}
+
+/// Longest search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Largest offset of a search.
+pub const MAX_OFFSET: usize = 1000;
+
+impl SearchRequest {
+    /// Check the request against the configured limits.
+    pub fn check(&self, config: &SearchConfig) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.query.trim().is_empty() {
+            errors.push(FieldError::new("/query", "must not be blank"));
+        } else if self.query.chars().count() > MAX_QUERY_CHARS {
+            errors.push(FieldError::new("/query", format!("must be at most {MAX_QUERY_CHARS} characters")));
+        }
+        if self.limit.is_some_and(|l| l == 0 || l > config.max_limit) {
+            errors.push(FieldError::new("/limit", format!("must be between 1 and {}", config.max_limit)));
+        }
+        if self.offset.is_some_and(|o| o > MAX_OFFSET) {
+            errors.push(FieldError::new("/offset", format!("must be at most {MAX_OFFSET}")));
+        }
+        if let Some(f) = &self.filters {
+            errors.extend(f.check("/filters"));
+        }
+        errors
+    }
+}
+
+/// `GET /v1/products/{id}/similar` parameters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarRequest {
+    /// Results to return (default 10).
+    pub limit: Option<usize>,
+    /// Keep products in this category.
+    pub category: Option<String>,
+    /// Keep products of this brand.
+    pub brand: Option<String>,
+    /// Lowest price.
+    pub price_min: Option<f64>,
+    /// Highest price.
+    pub price_max: Option<f64>,
+    /// Only in-stock (or out-of-stock) products.
+    pub in_stock: Option<bool>,
+}
+
+impl SimilarRequest {
+    /// The filter these parameters describe.
+    pub fn filter(&self) -> ProductFilter {
+        ProductFilter {
+            categories: self.category.clone().map(|c| vec![c]),
+            brands: self.brand.clone().map(|b| vec![b]),
+            price_min: self.price_min,
+            price_max: self.price_max,
+            in_stock: self.in_stock,
+            exclude_ids: None,
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    /// The product.
+    pub product: Product,
+    /// Score: fused RRF score for hybrid, similarity for semantic, BM25 for keyword.
+    pub score: f32,
+}
+
+impl Catalog {
+    /// Search the catalog. The dense and keyword sources, the fusion and the filters run as ONE
+    /// store query; filters are applied inside each source's vector search.
+    pub async fn search(&self, request: &SearchRequest, config: &SearchConfig) -> Result<Vec<SearchHit>> {
+        let errors = request.check(config);
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        let limit = request.limit.unwrap_or(10);
+        let offset = request.offset.unwrap_or(0);
+        let filter = request.filters.as_ref().and_then(ProductFilter::to_store_filter);
+        let mode = request.mode.unwrap_or_default();
+        let text = request.query.trim();
+        let keywords = self.keywords.query(text);
+        let dense = || async {
+            let v =
+                self.embedder.embed(&[text]).await?.pop().ok_or_else(|| Error::Internal("no query vector".into()))?;
+            Ok::<_, Error>(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector: Vector::Dense(v) })
+        };
+        let keyword = VectorQuery::Nearest { using: KEYWORD_VECTOR.into(), vector: keywords.clone() };
+        let query = match mode {
+            SearchMode::Semantic => {
+                Query { prefetch: vec![], ranking: Ranking::Vector(dense().await?), filter, limit, offset }
+            }
+            SearchMode::Keyword => {
+                if keywords.is_empty_sparse() {
+                    return Ok(Vec::new());
+                }
+                Query { prefetch: vec![], ranking: Ranking::Vector(keyword), filter, limit, offset }
+            }
+            SearchMode::Hybrid => {
+                let candidates = config.candidates.max(limit + offset);
+                let mut prefetch = vec![Prefetch { query: dense().await?, filter: None, limit: candidates }];
+                let mut weights = vec![config.dense_weight];
+                if !keywords.is_empty_sparse() {
+                    prefetch.push(Prefetch { query: keyword, filter: None, limit: candidates });
+                    weights.push(config.keyword_weight);
+                }
+                Query { prefetch, ranking: Ranking::Rrf { k: 60, weights: Some(weights) }, filter, limit, offset }
+            }
+        };
+        let hits = self.store.query(PRODUCTS, query).await?;
+        hits.into_iter().map(|h| Ok(SearchHit { product: from_payload(h.payload)?, score: h.score })).collect()
+    }
+
+    /// Products most similar in text to product `id` (itself excluded), filtered.
+    pub async fn similar(&self, id: &str, request: &SimilarRequest, config: &SearchConfig) -> Result<Vec<SearchHit>> {
+        let limit = request.limit.unwrap_or(10);
+        let mut errors = Vec::new();
+        if limit == 0 || limit > config.max_limit {
+            errors.push(FieldError::new("/limit", format!("must be between 1 and {}", config.max_limit)));
+        }
+        let product_filter = request.filter();
+        errors.extend(product_filter.check(""));
+        if !errors.is_empty() {
+            return Err(Error::Invalid(errors));
+        }
+        let point = product_point(id);
+        let record = self
+            .store
+            .retrieve(PRODUCTS, vec![point], vec![TEXT_VECTOR.into()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::not_found("product", id))?;
+        let Some(vector) = record.vectors.get(TEXT_VECTOR).cloned() else {
+            return Err(Error::Store(format!("product '{id}' has no text vector")));
+        };
+        let filter = product_filter.to_store_filter().unwrap_or_default().must_not(Condition::HasId(vec![point]));
+        let query = Query {
+            prefetch: vec![],
+            ranking: Ranking::Vector(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector }),
+            filter: Some(filter),
+            limit,
+            offset: 0,
+        };
+        let hits = self.store.query(PRODUCTS, query).await?;
+        hits.into_iter().map(|h| Ok(SearchHit { product: from_payload(h.payload)?, score: h.score })).collect()
+    }
+}
