@@ -1,0 +1,31 @@
+//! `/healthz` (the process answers) and `/readyz` (models loaded, store open).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::problem::ApiError;
+
+/// Routes of this resource.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"status": "ok", "uptime_secs": state.inner.started.elapsed().as_secs()}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let services = state.services()?;
+    let products = services.catalog.count(&Default::default()).await?;
+    Ok(Json(json!({
+        "status": "ready",
+        "store": services.store.describe(),
+        "products": products,
+        "embedding_model": services.embedder.info(),
+        "device": state.inner.device,
+        "threads": {"count": state.inner.threads.0, "source": state.inner.threads.1},
+    })))
+}

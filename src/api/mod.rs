@@ -1,0 +1,221 @@
+//! The HTTP edge: axum routers (one file per resource), problem+json errors, limits, startup
+//! and graceful shutdown. Handlers are thin: parse and validate, call the domain module, map
+//! the result. Nothing here touches a tensor or a Qdrant type.
+
+pub mod extract;
+pub mod health;
+pub mod problem;
+pub mod products;
+pub mod search;
+
+use std::future::IntoFuture;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::infer::threads::ThreadSource;
+use crate::infer::{Embedder, EmbeddingModel, select_device};
+use crate::store::Store;
+
+/// The engines a request may use, present once the models are loaded.
+pub struct Services {
+    /// The vector store.
+    pub store: Store,
+    /// The embedding queue.
+    pub embedder: Embedder,
+    /// The catalog service.
+    pub catalog: Catalog,
+}
+
+struct Inner {
+    config: Config,
+    services: OnceLock<Services>,
+    started: Instant,
+    threads: (usize, ThreadSource),
+    device: String,
+}
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// State with no services yet (they arrive with [`AppState::set_services`]).
+    pub fn new(config: Config, threads: (usize, ThreadSource), device: String) -> Self {
+        Self { inner: Arc::new(Inner { config, services: OnceLock::new(), started: Instant::now(), threads, device }) }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The services, or 503 while models load.
+    pub fn services(&self) -> Result<&Services> {
+        self.inner.services.get().ok_or_else(|| Error::Unavailable("the server is starting: models are loading".into()))
+    }
+
+    /// Install the services (once).
+    pub fn set_services(&self, services: Services) {
+        let _ = self.inner.services.set(services);
+    }
+}
+
+/// The application router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config().server.max_body_bytes;
+    Router::new()
+        .merge(health::routes())
+        .merge(products::routes())
+        .merge(search::routes())
+        .fallback(problem::no_route)
+        .method_not_allowed_fallback(problem::wrong_method)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(problem::panicked))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Load the embedding model and open the catalog (the slow part of startup).
+pub fn load_services(config: &Config, store: Store) -> Result<Services> {
+    let device = select_device(&config.models.device)?;
+    let dir = config.models.resolve(&config.models.embedding);
+    let started = Instant::now();
+    let model = EmbeddingModel::load(&dir, &device)?;
+    tracing::info!(
+        model = model.name(),
+        dim = model.dim(),
+        secs = started.elapsed().as_secs_f32(),
+        "embedding model loaded"
+    );
+    let embedder = Embedder::start(model, &config.embed);
+    let runtime = tokio::runtime::Handle::current();
+    let catalog = runtime.block_on(Catalog::open(store.clone(), embedder.clone()))?;
+    Ok(Services { store, embedder, catalog })
+}
+
+/// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the
+/// background (`/readyz` turns 200 when done), drain in-flight requests on shutdown, flush.
+pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()> {
+    let store = {
+        let c = config.store.clone();
+        tokio::task::spawn_blocking(move || Store::open(&c)).await.map_err(|e| Error::Internal(e.to_string()))??
+    };
+    tracing::info!(store = %store.describe(), "store open");
+    let embed_dir = config.models.resolve(&config.models.embedding);
+    if !embed_dir.join("config.json").exists() {
+        return Err(Error::Model(format!(
+            "no embedding model at {}; run models/fetch.sh (or `aisle models pull`) first",
+            embed_dir.display()
+        )));
+    }
+    let listener = TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {}", config.server.listen), e))?;
+    let addr = listener.local_addr().map_err(|e| Error::io("local address", e))?;
+    let device = select_device(&config.models.device)?;
+    let state = AppState::new(config.clone(), threads, crate::infer::device_name(&device));
+    // Machine-readable for scripts and tests; logs go to stderr.
+    println!("aisle listening on http://{addr}");
+    tracing::info!(%addr, threads = threads.0, "listening");
+
+    let (fail_tx, mut fail_rx) = watch::channel(None::<String>);
+    {
+        let state = state.clone();
+        let store = store.clone();
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || match load_services(&config, store) {
+            Ok(services) => {
+                state.set_services(services);
+                tracing::info!("ready");
+            }
+            Err(e) => {
+                let _ = fail_tx.send(Some(e.to_string()));
+            }
+        });
+    }
+    let maintenance = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.maintain().await {
+                    tracing::warn!(error = %e, "store maintenance failed");
+                }
+            }
+        })
+    };
+
+    let failure = Arc::new(OnceLock::<String>::new());
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = {
+        let failure = failure.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => tracing::info!("shutting down: draining in-flight requests"),
+                _ = async {
+                    loop {
+                        if fail_rx.changed().await.is_err() { std::future::pending::<()>().await; }
+                        if let Some(e) = fail_rx.borrow().clone() { let _ = failure.set(e); break; }
+                    }
+                } => tracing::error!(error = failure.get().map(String::as_str).unwrap_or(""), "startup failed"),
+            }
+            let _ = stopping_tx.send(());
+        }
+    };
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let mut serving = tokio::spawn(axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).into_future());
+    // Once shutdown begins, in-flight requests get `grace` to finish; then they are cut.
+    tokio::select! {
+        _ = &mut serving => {}
+        _ = async {
+            if stopping_rx.await.is_err() { std::future::pending::<()>().await; }
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(secs = grace.as_secs(), "grace period over; closing the remaining connections");
+            serving.abort();
+        }
+    }
+    maintenance.abort();
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    tracing::info!("stopped");
+    match failure.get() {
+        Some(e) => Err(Error::Model(e.clone())),
+        None => Ok(()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,155 @@
+//! RFC 9457 problem details: the one place where errors become HTTP responses.
+//!
+//! Every error response is `application/problem+json` with `type`, `title`, `status`, `detail`
+//! and, for input errors, `errors: [{pointer, detail}]` naming each bad field with a JSON pointer
+//! (RFC 6901) into the request body (or the query parameter / path segment, as `/name`).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::{Error, FieldError};
+
+/// A problem document plus its status and an optional `Retry-After`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Problem type (a URN naming the kind of problem).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Bad fields, for input errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Seconds after which a retry may succeed.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem of `slug` kind with `status`.
+    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:aisle:problem:{slug}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// An input error with field pointers.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] if one.pointer.is_empty() => one.detail.clone(),
+            [one] => format!("{}: {}", one.pointer, one.detail),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        let mut p = Self::new(StatusCode::BAD_REQUEST, "invalid-input", "Invalid input", detail);
+        p.errors = errors;
+        p
+    }
+
+    /// Malformed body (not parseable JSON, wrong encoding).
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let mut p = Self::new(StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body", detail.clone());
+        p.errors = vec![FieldError::new("", detail)];
+        p
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(errors) => Problem::invalid(errors),
+            Error::NotFound { kind, id } => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("{kind} '{id}' does not exist"))
+            }
+            Error::Conflict(d) => Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", d),
+            Error::Unavailable(d) => {
+                let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Not ready", d);
+                p.retry_after = Some(2);
+                p
+            }
+            Error::Overloaded(d) => {
+                let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", d);
+                p.retry_after = Some(1);
+                p
+            }
+            other => {
+                tracing::error!(error = %other, "request failed");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", other.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body =
+            serde_json::to_vec(&self).unwrap_or_else(|_| b"{\"title\":\"Internal error\",\"status\":500}".to_vec());
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Handlers' error type: anything that becomes a [`Problem`].
+#[derive(Debug)]
+pub struct ApiError(pub Problem);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        ApiError(p)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+/// 404 for unknown routes.
+pub async fn no_route(uri: axum::http::Uri) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "no-route", "Not found", format!("no endpoint at {}", uri.path()))
+}
+
+/// 405 for known routes with the wrong method.
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// 500 for a handler that panicked (the panic is a bug; the process keeps serving).
+pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal error",
+        "the server hit a bug handling this request",
+    )
+    .into_response()
+}

@@ -1,0 +1,36 @@
+//! `POST /v1/search` (hybrid product search) and `GET /v1/products/{id}/similar`.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::extract::{JsonBody, PathId, QueryParams};
+use super::problem::ApiError;
+use crate::catalog::{SearchRequest, SimilarRequest};
+
+/// Routes of this resource.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/search", post(search)).route("/v1/products/{id}/similar", get(similar))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<SearchRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let hits = state.services()?.catalog.search(&request, &state.config().search).await?;
+    Ok(Json(json!({"items": hits, "took_ms": started.elapsed().as_secs_f64() * 1000.0})))
+}
+
+async fn similar(
+    State(state): State<AppState>,
+    PathId(id): PathId,
+    QueryParams(request): QueryParams<SimilarRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let hits = state.services()?.catalog.similar(&id, &request, &state.config().search).await?;
+    Ok(Json(json!({"items": hits})))
+}

@@ -1,0 +1,293 @@
+//! The `aisle` command: `serve`, `import`, `models`.
+//!
+//! Configuration comes from `aisle.toml` < `AISLE_*` environment < the flags here. This module
+//! parses the command line and calls the domain modules; it knows nothing of HTTP internals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::import::{Format, ImportReport, RowError, read_rows};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// aisle: private recommendations, product search and a shopping assistant, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "aisle", version, about)]
+pub struct Cli {
+    /// Configuration file (default: ./aisle.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides [store] data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Models directory (overrides [models] dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Device: auto, cpu or cuda:N (overrides [models] device).
+    #[arg(long, global = true)]
+    pub device: Option<String>,
+    /// Compute threads; 0 = from the cgroup CPU quota (overrides [models] threads).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Import data from files.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// List, verify or download models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// `aisle serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides [server] listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// `aisle import ...`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import products from CSV, a JSON array or NDJSON.
+    Products(ImportArgs),
+}
+
+/// `aisle import products` flags.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to import.
+    pub file: PathBuf,
+    /// File format (default: from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Send the products to a running server (e.g. http://127.0.0.1:8080) instead of opening
+    /// the data directory directly.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Products per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Print the full report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `aisle models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show the configured models and what is in the models directory.
+    List,
+    /// Check checksums and load each configured model.
+    Verify,
+    /// Download a model from the Hugging Face Hub (needs network; `serve` never downloads).
+    Pull {
+        /// Repository, e.g. sentence-transformers/all-MiniLM-L6-v2.
+        repo: String,
+        /// Files to fetch (default: the sentence-transformers layout).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Revision (branch, tag or commit).
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Folder name under the models directory (default: the repository's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+impl Cli {
+    /// The configuration: file < environment < these flags.
+    pub fn config(&self) -> Result<Config> {
+        let mut c = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(d) = &self.data_dir {
+            c.store.data_dir = d.clone();
+        }
+        if let Some(d) = &self.models_dir {
+            c.models.dir = d.clone();
+        }
+        if let Some(d) = &self.device {
+            c.models.device = d.clone();
+        }
+        if let Some(t) = self.threads {
+            c.models.threads = t;
+        }
+        if let Command::Serve(ServeArgs { listen: Some(l) }) = &self.command {
+            c.server.listen = l.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,qdrant_edge=error,tower_http=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.server.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// Run a parsed command line; the exit code says how it went.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let config = cli.config()?;
+    init_logging(&config);
+    let threads = crate::infer::threads::configure(config.models.threads);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.0.clamp(2, 8))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    match cli.command {
+        Command::Serve(_) => {
+            runtime.block_on(crate::api::serve(config, threads))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(ImportCommand::Products(args)) => runtime.block_on(import_products(&config, args)),
+        Command::Models(cmd) => runtime.block_on(crate::models::run(&config, cmd)),
+    }
+}
+
+async fn import_products(config: &Config, args: ImportArgs) -> Result<ExitCode> {
+    let format = args.format.or_else(|| Format::from_path(&args.file)).ok_or_else(|| {
+        Error::Config(format!("cannot tell the format of {}; pass --format csv|json|ndjson", args.file.display()))
+    })?;
+    let batch = args.batch.clamp(1, 10_000);
+    let rows = read_rows(&args.file, format)?;
+    let progress = indicatif::ProgressBar::new(rows.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let report = match &args.server {
+        Some(url) => import_via_server(url, rows, batch, &progress)?,
+        None => {
+            let store = crate::store::Store::open(&config.store)?;
+            let c = config.clone();
+            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&c, store))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let report =
+                crate::catalog::import::import(&services.catalog, rows, batch, |n| progress.inc(n as u64)).await?;
+            progress.set_message("building indexes");
+            services.store.optimize().await?;
+            services.store.flush().await?;
+            report
+        }
+    };
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    eprintln!(
+        "imported {} of {} rows in {:.1}s ({:.0} rows/s): {} created, {} updated, {} embedded, {} unchanged text; {} rejected",
+        report.accepted,
+        report.rows,
+        secs,
+        report.rows as f64 / secs.max(1e-9),
+        report.created,
+        report.updated,
+        report.embedded,
+        report.reused,
+        report.rejected
+    );
+    for e in report.errors.iter().take(20) {
+        let reasons: Vec<String> = e
+            .errors
+            .iter()
+            .map(|f| if f.pointer.is_empty() { f.detail.clone() } else { format!("{}: {}", f.pointer, f.detail) })
+            .collect();
+        eprintln!(
+            "  row {}{}: {}",
+            e.row,
+            e.id.as_ref().map(|i| format!(" (id {i})")).unwrap_or_default(),
+            reasons.join("; ")
+        );
+    }
+    if report.errors.len() > 20 {
+        eprintln!("  ... and {} more (use --json for all)", report.errors.len() - 20);
+    }
+    Ok(if report.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Send rows to a running server's `/v1/products:batch`, merging its reports.
+fn import_via_server(
+    url: &str,
+    rows: Vec<crate::catalog::import::Row>,
+    batch: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<ImportReport> {
+    let endpoint = format!("{}/v1/products:batch", url.trim_end_matches('/'));
+    let mut report = ImportReport { rows: rows.len(), ..Default::default() };
+    let mut pending: Vec<(usize, serde_json::Value)> = Vec::new();
+    let total = rows.len();
+    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(600)).build();
+    let send = |pending: &mut Vec<(usize, serde_json::Value)>, report: &mut ImportReport| -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<usize> = pending.iter().map(|(l, _)| *l).collect();
+        let products: Vec<serde_json::Value> = pending.drain(..).map(|(_, v)| v).collect();
+        let answer: ImportReportWire =
+            match agent.post(&endpoint).send_json(serde_json::json!({ "products": products })) {
+                Ok(r) => r.into_json().map_err(|e| Error::io(format!("bad answer from {endpoint}"), e))?,
+                Err(ureq::Error::Status(code, r)) => {
+                    return Err(Error::Conflict(format!(
+                        "{endpoint} answered {code}: {}",
+                        r.into_string().unwrap_or_default()
+                    )));
+                }
+                Err(e) => return Err(Error::Unavailable(format!("cannot reach {endpoint}: {e}"))),
+            };
+        report.accepted += answer.accepted;
+        report.created += answer.created;
+        report.updated += answer.updated;
+        report.embedded += answer.embedded;
+        report.reused += answer.reused;
+        for mut e in answer.errors {
+            let prefix = format!("/products/{}", e.row);
+            for f in &mut e.errors {
+                if let Some(rest) = f.pointer.strip_prefix(&prefix) {
+                    f.pointer = rest.to_string();
+                }
+            }
+            e.row = lines.get(e.row).copied().unwrap_or(e.row);
+            report.errors.push(e);
+        }
+        progress.inc(lines.len() as u64);
+        Ok(())
+    };
+    for (n, row) in rows.into_iter().enumerate() {
+        match row {
+            Err(e) => report.errors.push(e),
+            Ok(v) => pending.push(v),
+        }
+        if pending.len() >= batch || n + 1 == total {
+            send(&mut pending, &mut report)?;
+        }
+    }
+    report.rejected = report.errors.len();
+    Ok(report)
+}
+
+#[derive(serde::Deserialize)]
+struct ImportReportWire {
+    accepted: usize,
+    created: usize,
+    updated: usize,
+    embedded: usize,
+    reused: usize,
+    errors: Vec<RowError>,
+}
