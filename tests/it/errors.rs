@@ -1,0 +1,139 @@
+//! Every malformed input gets a 4xx problem+json naming the bad field; none gets a 5xx.
+
+use reqwest::blocking::RequestBuilder;
+use serde_json::{Value, json};
+
+use crate::harness::{client, shared};
+
+/// Send, and check: the status, problem+json, and (if given) the first error's pointer.
+fn expect(req: RequestBuilder, status: u16, pointer: Option<&str>) -> Value {
+    let r = req.send().unwrap();
+    assert_eq!(r.status().as_u16(), status, "body: {:?}", r.text().ok());
+    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert_eq!(ct, "application/problem+json");
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("urn:aisle:problem:"), "{body}");
+    assert!(!body["title"].as_str().unwrap().is_empty() && !body["detail"].as_str().unwrap().is_empty());
+    if let Some(p) = pointer {
+        let pointers: Vec<&str> =
+            body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        assert!(pointers.contains(&p), "expected pointer {p}, got {pointers:?}: {body}");
+    }
+    body
+}
+
+fn json_post(path: &str, body: &str) -> RequestBuilder {
+    client().post(shared().url(path)).header("content-type", "application/json").body(body.to_string())
+}
+
+fn json_put(path: &str, body: &str) -> RequestBuilder {
+    client().put(shared().url(path)).header("content-type", "application/json").body(body.to_string())
+}
+
+#[test]
+fn malformed_json() {
+    expect(json_put("/v1/products/x1", "{\"title\": "), 400, Some(""));
+    expect(json_put("/v1/products/x1", "{\"title\": \"a\"} trailing"), 400, Some(""));
+    expect(json_post("/v1/search", "not json at all"), 400, Some(""));
+    expect(json_post("/v1/search", ""), 400, Some(""));
+    expect(json_post("/v1/products:batch", "[1,2,"), 400, Some(""));
+}
+
+#[test]
+fn wrong_types_and_unknown_fields_name_the_field() {
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "price": "cheap"}"#), 400, Some("/price"));
+    expect(json_put("/v1/products/x1", r#"{"title": 42}"#), 400, Some("/title"));
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "categories": "not-a-list"}"#), 400, Some("/categories"));
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "tags": ["ok", 7]}"#), 400, Some("/tags/1"));
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "prize": 3}"#), 400, Some("/prize"));
+    expect(json_put("/v1/products/x1", r#"["an", "array"]"#), 400, Some(""));
+    expect(json_post("/v1/search", r#"{"query": "tv", "limit": -1}"#), 400, Some("/limit"));
+    expect(
+        json_post("/v1/search", r#"{"query": "tv", "filters": {"price_min": "low"}}"#),
+        400,
+        Some("/filters/price_min"),
+    );
+    expect(json_post("/v1/search", r#"{"query": "tv", "mode": "psychic"}"#), 400, Some("/mode"));
+    expect(json_post("/v1/search", r#"{"qeury": "tv"}"#), 400, Some("/qeury"));
+    expect(json_post("/v1/products:batch", r#"{"products": {"id": "a"}}"#), 400, Some("/products"));
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "price": -1}"#), 400, Some("/price"));
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "currency": "DOLLARS"}"#), 400, Some("/currency"));
+    expect(json_put("/v1/products/x1", r#"{"title": ""}"#), 400, Some("/title"));
+    expect(json_put("/v1/products/x1", r#"{"id": "x2", "title": "a"}"#), 400, Some("/id"));
+    expect(json_put("/v1/products/x1", r#"{"title": "a", "url": "javascript:alert(1)"}"#), 400, Some("/url"));
+    expect(json_post("/v1/search", r#"{"query": "   "}"#), 400, Some("/query"));
+    expect(json_post("/v1/search", r#"{"query": "tv", "limit": 100000}"#), 400, Some("/limit"));
+    expect(
+        json_post("/v1/search", r#"{"query": "tv", "filters": {"price_min": 10, "price_max": 5}}"#),
+        400,
+        Some("/filters/price_min"),
+    );
+    let long = "x".repeat(200);
+    expect(client().get(shared().url(&format!("/v1/products/{long}{long}"))), 400, Some("/id"));
+}
+
+#[test]
+fn over_long_query_is_refused() {
+    let q = "headphones ".repeat(500);
+    expect(json_post("/v1/search", &json!({"query": q}).to_string()), 400, Some("/query"));
+}
+
+#[test]
+fn unknown_ids_are_404() {
+    expect(client().get(shared().url("/v1/products/no-such-product")), 404, None);
+    expect(client().delete(shared().url("/v1/products/no-such-product")), 404, None);
+    expect(client().get(shared().url("/v1/products/no-such-product/similar")), 404, None);
+}
+
+#[test]
+fn huge_bodies_are_413() {
+    let big = format!(r#"{{"title": "{}"}}"#, "a".repeat(9 * 1024 * 1024));
+    expect(json_put("/v1/products/x1", &big), 413, None);
+}
+
+#[test]
+fn invalid_utf8_is_refused() {
+    let mut body = br#"{"title": "caf"#.to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(br#""}"#);
+    let req = client().put(shared().url("/v1/products/x1")).header("content-type", "application/json").body(body);
+    expect(req, 400, Some(""));
+    expect(client().get(shared().url("/v1/products/%FF%FE")), 400, Some("/id"));
+}
+
+#[test]
+fn wrong_content_type_is_415() {
+    let req = client().post(shared().url("/v1/search")).header("content-type", "text/plain").body(r#"{"query": "tv"}"#);
+    expect(req, 415, None);
+    expect(client().post(shared().url("/v1/search")).body(r#"{"query": "tv"}"#), 415, None);
+}
+
+#[test]
+fn bad_query_parameters_name_the_parameter() {
+    let s = shared();
+    expect(client().get(s.url("/v1/products?limit=-1")), 400, Some("/limit"));
+    expect(client().get(s.url("/v1/products?limit=0")), 400, Some("/limit"));
+    expect(client().get(s.url("/v1/products?cursor=nonsense")), 400, Some("/cursor"));
+    expect(client().get(s.url("/v1/products?in_stock=perhaps")), 400, Some("/in_stock"));
+    expect(client().get(s.url("/v1/products?colour=red")), 400, Some("/colour"));
+    expect(client().get(s.url("/v1/products/el-0001/similar?limit=abc")), 400, Some("/limit"));
+    expect(client().get(s.url("/v1/products/el-0001/similar?price_min=9&price_max=1")), 400, Some("/price_min"));
+}
+
+#[test]
+fn unknown_routes_and_methods() {
+    expect(client().get(shared().url("/v1/nothing-here")), 404, None);
+    expect(client().patch(shared().url("/v1/products/x1")), 405, None);
+    expect(client().get(shared().url("/v1/search")), 405, None);
+}
+
+#[test]
+fn batch_over_the_item_limit_is_refused() {
+    let products: Vec<Value> = (0..1001).map(|i| json!({"id": format!("b{i}"), "title": "t"})).collect();
+    expect(json_post("/v1/products:batch", &json!({"products": products}).to_string()), 400, Some("/products"));
+}

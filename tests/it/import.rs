@@ -1,0 +1,121 @@
+//! `aisle import products`: CSV, JSON and NDJSON with good and bad rows; bad rows never stop
+//! the rest; the report names each bad row and field.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, aisle, get, models_dir, temp_dir};
+
+fn import(dir: &Path, file: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = aisle()
+        .args(["import", "products"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--models-dir")
+        .arg(models_dir())
+        .arg("--json")
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), report, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn good_and_bad_rows_in_every_format() {
+    let dir = temp_dir("import");
+    let files = temp_dir("import-files");
+
+    let csv = files.join("p.csv");
+    std::fs::write(
+        &csv,
+        "id,title,price,currency,categories,in_stock,attr.color\n\
+         c-1,Red Kettle,19.99,USD,Kitchen|Kettles,yes,red\n\
+         c-2,Bad Price,-3,USD,Kitchen,yes,\n\
+         c-3,,5,USD,Kitchen,yes,\n\
+         c-4,Blue Kettle,abc,USD,Kitchen,no,blue\n\
+         c-5,Green Kettle,24.50,EUR,Kitchen,no,green\n",
+    )
+    .unwrap();
+    let (code, report, stderr) = import(&dir, &csv, &[]);
+    assert_eq!(code, 3, "rejected rows give exit code 3: {stderr}");
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(2), Some(3)), "{report}");
+    let errors: Vec<(u64, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_u64().unwrap(), e["errors"][0]["pointer"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(errors, vec![(3, "/price".into()), (4, "/title".into()), (5, "/price".into())]);
+    assert!(stderr.contains("row 3 (id c-2): /price"), "{stderr}");
+
+    let json_file = files.join("p.json");
+    std::fs::write(
+        &json_file,
+        json!([{"id": "j-1", "title": "Toaster", "price": 30}, {"id": "j-2", "title": "Bad", "currency": "XYZ"}, 7])
+            .to_string(),
+    )
+    .unwrap();
+    let (code, report, _) = import(&dir, &json_file, &[]);
+    assert_eq!(code, 3);
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(1), Some(2)), "{report}");
+
+    let nd = files.join("p.ndjson");
+    std::fs::write(&nd, "{\"id\": \"n-1\", \"title\": \"Blender\"}\n{broken\n{\"id\": \"n-2\", \"title\": \"Mixer\", \"stock_qty\": 0}\n{\"id\": \"n-1\", \"title\": \"Dup\"}\n").unwrap();
+    let (code, report, _) = import(&dir, &nd, &[]);
+    assert_eq!(code, 3);
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(2), Some(2)), "{report}");
+    assert_eq!(report["errors"][0]["row"], 2);
+    assert_eq!(report["errors"][1]["errors"][0]["pointer"], "/id");
+
+    // Importing the same file again: nothing is re-embedded.
+    let good = files.join("good.ndjson");
+    std::fs::write(&good, "{\"id\": \"n-1\", \"title\": \"Blender\"}\n").unwrap();
+    let (code, report, _) = import(&dir, &good, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (report["updated"].as_u64(), report["embedded"].as_u64(), report["reused"].as_u64()),
+        (Some(1), Some(0), Some(1))
+    );
+
+    // A file-level problem is an error with a message, not a panic.
+    let bad = files.join("bad.csv");
+    std::fs::write(&bad, "identifier,name\n1,x\n").unwrap();
+    let (code, _, stderr) = import(&dir, &bad, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown CSV column 'identifier'"), "{stderr}");
+
+    // What was accepted is served; what was rejected is not.
+    let server = Server::start(&dir, &[]);
+    for id in ["c-1", "c-5", "j-1", "n-1", "n-2"] {
+        assert_eq!(get(&server.url(&format!("/v1/products/{id}"))).0, 200, "{id}");
+    }
+    for id in ["c-2", "c-3", "c-4", "j-2"] {
+        assert_eq!(get(&server.url(&format!("/v1/products/{id}"))).0, 404, "{id}");
+    }
+    let (_, p) = get(&server.url("/v1/products/c-1"));
+    assert_eq!(p["categories"], json!(["Kitchen", "Kettles"]));
+    assert_eq!(p["attributes"]["color"], "red");
+    let (_, p) = get(&server.url("/v1/products/c-5"));
+    assert_eq!((p["currency"].as_str(), p["in_stock"].as_bool()), (Some("EUR"), Some(false)));
+
+    // Import through the running server (the data directory is locked by it).
+    let (code, _, stderr) = import(&dir, &good, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("in use"), "{stderr}");
+    let more = files.join("more.ndjson");
+    std::fs::write(
+        &more,
+        "{\"id\": \"s-1\", \"title\": \"Via server\"}\n{\"id\": \"s-2\", \"title\": \"Bad\", \"price\": -1}\n",
+    )
+    .unwrap();
+    let (code, report, stderr) = import(&dir, &more, &["--server", &server.base]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(report["errors"][0]["row"], 2);
+    assert_eq!(report["errors"][0]["errors"][0]["pointer"], "/price");
+    assert_eq!(get(&server.url("/v1/products/s-1")).0, 200);
+    server.stop();
+}

@@ -1,0 +1,11 @@
+//! Integration tests of aisle by capability. One test binary: the real server is started once
+//! (see `harness`) and shared by the tests that can share it.
+
+mod harness;
+
+mod durability;
+mod embed;
+mod errors;
+mod import;
+mod products;
+mod search;
