@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use product::{Product, ProductInput};
-pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarRequest};
+pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarRequest, SimilarScope};
 
 use crate::error::{Error, FieldError, Result};
 use crate::infer::Embedder;

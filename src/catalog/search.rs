@@ -160,12 +160,26 @@ impl SearchRequest {
     }
 }
 
+/// Where similar products may come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimilarScope {
+    /// Products sharing a category with the anchor (substitutes); if they cannot fill the
+    /// page, the rest comes from any category (default).
+    #[default]
+    Category,
+    /// Any product, by text similarity alone.
+    Any,
+}
+
 /// `GET /v1/products/{id}/similar` parameters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimilarRequest {
     /// Results to return (default 10).
     pub limit: Option<usize>,
+    /// Where results may come from (default: the anchor's categories first).
+    pub scope: Option<SimilarScope>,
     /// Keep products in this category.
     pub category: Option<String>,
     /// Keep products of this brand.
@@ -268,15 +282,32 @@ impl Catalog {
         let Some(vector) = record.vectors.get(TEXT_VECTOR).cloned() else {
             return Err(Error::Store(format!("product '{id}' has no text vector")));
         };
-        let filter = product_filter.to_store_filter().unwrap_or_default().must_not(Condition::HasId(vec![point]));
-        let query = Query {
+        let anchor_categories: Vec<String> = record
+            .payload
+            .get("category_keys")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let base = product_filter.to_store_filter().unwrap_or_default().must_not(Condition::HasId(vec![point]));
+        let nearest = |filter: Filter, limit: usize| Query {
             prefetch: vec![],
-            ranking: Ranking::Vector(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector }),
+            ranking: Ranking::Vector(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector: vector.clone() }),
             filter: Some(filter),
             limit,
             offset: 0,
         };
-        let hits = self.store.query(PRODUCTS, query).await?;
+        let mut hits = Vec::new();
+        if request.scope.unwrap_or_default() == SimilarScope::Category && !anchor_categories.is_empty() {
+            let same =
+                base.clone().must(Condition::KeywordAny { key: "category_keys".into(), values: anchor_categories });
+            hits = self.store.query(PRODUCTS, nearest(same, limit)).await?;
+        }
+        if hits.len() < limit {
+            // Fill (or, for scope=any, make) the list from every category.
+            let seen: Vec<uuid::Uuid> = hits.iter().map(|h| h.id).collect();
+            let rest = if seen.is_empty() { base } else { base.must_not(Condition::HasId(seen)) };
+            hits.extend(self.store.query(PRODUCTS, nearest(rest, limit - hits.len())).await?);
+        }
         hits.into_iter().map(|h| Ok(SearchHit { product: from_payload(h.payload)?, score: h.score })).collect()
     }
 }
