@@ -25,6 +25,8 @@ pub struct Config {
     pub embed: EmbedConfig,
     /// Product search.
     pub search: SearchConfig,
+    /// Chat model and its scheduler.
+    pub chat: ChatConfig,
 }
 
 /// `[server]`: the HTTP edge.
@@ -148,6 +150,38 @@ impl Default for SearchConfig {
     }
 }
 
+/// `[chat]`: the chat model and its scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Chat model: a folder (holding one .gguf) or file under `[models] dir`, or a path; empty
+    /// disables chat.
+    pub model: String,
+    /// Longest context in tokens (the model's own limit applies too).
+    pub max_context: usize,
+    /// Requests generated at once (round-robin).
+    pub max_active: usize,
+    /// Requests waiting before new ones get 503.
+    pub max_waiting: usize,
+    /// Prompt tokens per forward pass.
+    pub prefill_chunk: usize,
+    /// `max_tokens` of chat completions that do not set it.
+    pub default_max_tokens: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            model: "SmolLM2-135M-Instruct".into(),
+            max_context: 4096,
+            max_active: 4,
+            max_waiting: 64,
+            prefill_chunk: 512,
+            default_max_tokens: 512,
+        }
+    }
+}
+
 impl Config {
     /// Load the configuration: defaults, then the file (if any), then `AISLE_*` variables from `env`.
     ///
@@ -193,6 +227,15 @@ impl Config {
         }
         if self.search.candidates == 0 || self.search.max_limit == 0 {
             problems.push("search.candidates and search.max_limit must be at least 1".to_string());
+        }
+        if self.chat.max_context < 16
+            || self.chat.max_active == 0
+            || self.chat.prefill_chunk == 0
+            || self.chat.default_max_tokens == 0
+        {
+            problems.push(
+                "chat.max_context must be >= 16; chat.max_active, prefill_chunk, default_max_tokens >= 1".to_string(),
+            );
         }
         if self.search.dense_weight < 0.0 || self.search.keyword_weight < 0.0 {
             problems.push("search weights must not be negative".to_string());

@@ -1,7 +1,9 @@
-//! Local inference: devices, compute threads, the embedding model and its batching queue.
+//! Local inference: devices, compute threads, the embedding model and its batching queue, and
+//! chat models with their scheduler.
 //!
 //! This module knows nothing of Qdrant, HTTP or retail: it turns text into vectors.
 
+pub mod chat;
 pub mod embed;
 pub mod queue;
 pub mod threads;

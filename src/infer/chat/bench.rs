@@ -1,0 +1,67 @@
+//! Prompt-processing and generation speed, measured the way llama.cpp's `llama-bench` does:
+//! `pp N` processes N random tokens in one batch on an empty cache, `tg N` generates N tokens
+//! one at a time from an empty cache; each is repeated and averaged after a warm-up.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::Model;
+use crate::error::Result;
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Speed {
+    /// `pp512`, `tg128`, ...
+    pub test: String,
+    /// Mean tokens per second.
+    pub tokens_per_second: f64,
+    /// Standard deviation of tokens per second across repetitions.
+    pub stddev: f64,
+}
+
+fn summarize(test: String, samples: &[f64]) -> Speed {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    Speed { test, tokens_per_second: mean, stddev: var.sqrt() }
+}
+
+fn random_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(0..vocab as u32)).collect()
+}
+
+/// Prompt processing: `n` tokens in one forward pass, `reps` times after one warm-up.
+pub fn prompt_processing(model: &Model, n: usize, reps: usize) -> Result<Speed> {
+    let tokens = random_tokens(model.shape().vocab, n, 1);
+    let mut samples = Vec::with_capacity(reps);
+    for rep in 0..=reps {
+        let mut cache = model.new_cache();
+        let started = Instant::now();
+        model.forward(&tokens, &mut cache)?;
+        if rep > 0 {
+            samples.push(n as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(summarize(format!("pp{n}"), &samples))
+}
+
+/// Text generation: `n` tokens one at a time from an empty cache, `reps` times after a warm-up.
+pub fn generation(model: &Model, n: usize, reps: usize) -> Result<Speed> {
+    let tokens = random_tokens(model.shape().vocab, n, 2);
+    let mut samples = Vec::with_capacity(reps);
+    for rep in 0..=reps {
+        let mut cache = model.new_cache();
+        let count = if rep == 0 { 1 } else { n };
+        let started = Instant::now();
+        for t in &tokens[..count] {
+            model.forward(&[*t], &mut cache)?;
+        }
+        if rep > 0 {
+            samples.push(n as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(summarize(format!("tg{n}"), &samples))
+}
