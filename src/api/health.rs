@@ -25,6 +25,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "store": services.store.describe(),
         "products": products,
         "embedding_model": services.embedder.info(),
+        "chat_model": services.generator.as_ref().map(|g| g.info()),
         "device": state.inner.device,
         "threads": {"count": state.inner.threads.0, "source": state.inner.threads.1},
     })))

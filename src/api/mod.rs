@@ -4,6 +4,8 @@
 
 pub mod extract;
 pub mod health;
+pub mod metrics;
+pub mod openai;
 pub mod problem;
 pub mod products;
 pub mod search;
@@ -22,6 +24,8 @@ use tower_http::trace::TraceLayer;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::infer::chat::scheduler::SchedulerConfig;
+use crate::infer::chat::{ChatModel, Generator};
 use crate::infer::threads::ThreadSource;
 use crate::infer::{Embedder, EmbeddingModel, select_device};
 use crate::store::Store;
@@ -34,6 +38,17 @@ pub struct Services {
     pub embedder: Embedder,
     /// The catalog service.
     pub catalog: Catalog,
+    /// The chat scheduler, when a chat model is configured.
+    pub generator: Option<Generator>,
+}
+
+impl Services {
+    /// Names of the models served.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names = vec![self.embedder.info().name.clone()];
+        names.extend(self.generator.as_ref().map(|g| g.info().name.clone()));
+        names
+    }
 }
 
 struct Inner {
@@ -79,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(products::routes())
         .merge(search::routes())
+        .merge(openai::routes())
+        .merge(metrics::routes())
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(DefaultBodyLimit::max(max_body))
@@ -100,9 +117,21 @@ pub fn load_services(config: &Config, store: Store) -> Result<Services> {
         "embedding model loaded"
     );
     let embedder = Embedder::start(model, &config.embed);
+    let generator = if config.chat.model.is_empty() {
+        None
+    } else {
+        let path = config.models.resolve(&config.chat.model);
+        let model = ChatModel::load(&path, &device, config.chat.max_context)?;
+        let scheduler = SchedulerConfig {
+            max_active: config.chat.max_active,
+            max_waiting: config.chat.max_waiting,
+            prefill_chunk: config.chat.prefill_chunk,
+        };
+        Some(Generator::start(model, &scheduler))
+    };
     let runtime = tokio::runtime::Handle::current();
     let catalog = runtime.block_on(Catalog::open(store.clone(), embedder.clone()))?;
-    Ok(Services { store, embedder, catalog })
+    Ok(Services { store, embedder, catalog, generator })
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the

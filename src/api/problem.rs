@@ -93,8 +93,15 @@ impl From<Error> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body =
-            serde_json::to_vec(&self).unwrap_or_else(|_| b"{\"title\":\"Internal error\",\"status\":500}".to_vec());
+        // OpenAI clients read `error.message`; this extension member keeps them informative.
+        let mut doc = serde_json::to_value(&self).unwrap_or_default();
+        doc["error"] = serde_json::json!({
+            "message": self.detail,
+            "type": if self.status >= 500 { "server_error" } else { "invalid_request_error" },
+            "param": self.errors.first().map(|e| e.pointer.trim_start_matches('/').replace('/', ".")),
+            "code": self.kind.rsplit(':').next(),
+        });
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));

@@ -1,0 +1,125 @@
+//! `GET /metrics`: Prometheus text exposition of the counters the engines keep where things
+//! happen (the embedding queue, the chat scheduler). Names are stable for dashboards.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::AppState;
+
+/// Routes of this resource.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    metric(
+        &mut out,
+        "aisle_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        state.inner.started.elapsed().as_secs(),
+    );
+    metric(
+        &mut out,
+        "aisle_ready",
+        "gauge",
+        "1 once models are loaded and the store is open.",
+        u8::from(state.services().is_ok()),
+    );
+    if let Ok(s) = state.services() {
+        let e = s.embedder.stats();
+        metric(
+            &mut out,
+            "aisle_embed_queue_texts",
+            "gauge",
+            "Texts waiting or being embedded.",
+            e.queued.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "aisle_embed_batches_total",
+            "counter",
+            "Embedding forward passes.",
+            e.batches.load(Ordering::Relaxed),
+        );
+        metric(&mut out, "aisle_embed_texts_total", "counter", "Texts embedded.", e.texts.load(Ordering::Relaxed));
+        metric(
+            &mut out,
+            "aisle_embed_tokens_total",
+            "counter",
+            "Tokens embedded (without padding).",
+            e.tokens.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "aisle_embed_padded_tokens_total",
+            "counter",
+            "Tokens computed including padding.",
+            e.padded_tokens.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "aisle_embed_skipped_total",
+            "counter",
+            "Texts skipped because their caller left.",
+            e.skipped.load(Ordering::Relaxed),
+        );
+        if let Some(g) = &s.generator {
+            let c = g.stats();
+            metric(
+                &mut out,
+                "aisle_chat_waiting",
+                "gauge",
+                "Chat requests waiting for a slot.",
+                c.waiting.load(Ordering::Relaxed),
+            );
+            metric(
+                &mut out,
+                "aisle_chat_active",
+                "gauge",
+                "Chat requests generating.",
+                c.active.load(Ordering::Relaxed),
+            );
+            metric(
+                &mut out,
+                "aisle_chat_finished_total",
+                "counter",
+                "Chat requests finished.",
+                c.finished.load(Ordering::Relaxed),
+            );
+            metric(
+                &mut out,
+                "aisle_chat_cancelled_total",
+                "counter",
+                "Chat requests cancelled by their client.",
+                c.cancelled.load(Ordering::Relaxed),
+            );
+            metric(
+                &mut out,
+                "aisle_chat_prompt_tokens_total",
+                "counter",
+                "Prompt tokens processed.",
+                c.prompt_tokens.load(Ordering::Relaxed),
+            );
+            metric(
+                &mut out,
+                "aisle_chat_generated_tokens_total",
+                "counter",
+                "Tokens generated.",
+                c.generated_tokens.load(Ordering::Relaxed),
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
