@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod chat;
 mod durability;
 mod embed;
 mod errors;
