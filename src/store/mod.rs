@@ -87,6 +87,8 @@ pub struct CollectionSpec {
     pub sparse: Vec<SparseSpec>,
     /// Payload fields to index for filtering.
     pub indexes: Vec<(String, IndexKind)>,
+    /// Build HNSW graphs for the dense vectors (false for collections only read by id).
+    pub hnsw: bool,
 }
 
 /// One vector value.
@@ -134,6 +136,8 @@ pub struct Hit {
     pub score: f32,
     /// Payload.
     pub payload: Payload,
+    /// The vectors the query asked for.
+    pub vectors: HashMap<String, Vector>,
 }
 
 /// A page of a scroll.
@@ -237,11 +241,25 @@ pub enum VectorQuery {
     },
 }
 
-/// A candidate source of a query: a vector search with its own filter and limit.
+/// What ranks the candidates of a prefetch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Similarity to a vector (or to examples).
+    Vector(VectorQuery),
+    /// A numeric payload field (which must be indexed as a float or integer).
+    OrderBy {
+        /// Payload key.
+        key: String,
+        /// Highest first.
+        descending: bool,
+    },
+}
+
+/// A candidate source of a query: a search with its own filter and limit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prefetch {
-    /// The search.
-    pub query: VectorQuery,
+    /// What ranks the candidates.
+    pub source: Source,
     /// Filter applied inside the search.
     pub filter: Option<Filter>,
     /// Candidates to return.
@@ -275,6 +293,8 @@ pub struct Query {
     pub limit: usize,
     /// Results to skip.
     pub offset: usize,
+    /// Named vectors to return with each hit.
+    pub with_vectors: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -356,6 +376,46 @@ impl Store {
             Backend::Edge(e) => {
                 let e = e.clone();
                 blocking(move || e.set_payload(&c, ids, payload)).await
+            }
+        }
+    }
+
+    /// Replace the named vectors of existing points, keeping their other vectors and payload.
+    /// Durable when it returns.
+    pub async fn update_vectors(&self, collection: &str, updates: Vec<(Uuid, Vec<(String, Vector)>)>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.update_vectors(&c, updates)).await
+            }
+        }
+    }
+
+    /// Delete every point matching `filter`. Durable when it returns.
+    pub async fn delete_by_filter(&self, collection: &str, filter: Filter) -> Result<()> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.delete_by_filter(&c, filter)).await
+            }
+        }
+    }
+
+    /// Merge a different payload into each point, durable as one write when it returns.
+    pub async fn set_payloads(&self, collection: &str, updates: Vec<(Uuid, Payload)>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.set_payloads(&c, updates)).await
             }
         }
     }
