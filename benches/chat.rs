@@ -27,7 +27,8 @@ fn main() {
     let model_path = std::env::var("AISLE_BENCH_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("models/SmolLM2-135M-Instruct"));
-    let quick = std::env::args().any(|a| a == "--test") || std::env::var("AISLE_BENCH_QUICK").is_ok();
+    // `cargo bench` passes --bench; under `cargo test` this is a smoke run (as criterion does).
+    let quick = !std::env::args().any(|a| a == "--bench") || std::env::var("AISLE_BENCH_QUICK").is_ok();
     let (pp, tg, reps) = if quick { (64, 16, 1) } else { (512, 128, reps) };
     let gguf = aisle::infer::chat::resolve_gguf(&model_path).expect("run models/fetch.sh first");
     // The anchor runs first, before aisle has started any thread that could compete with it.

@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         let c2 = config.clone();
         let services = rt
             .block_on(async move {
-                tokio::task::spawn_blocking(move || aisle::api::load_services(&c2, store)).await.unwrap()
+                tokio::task::spawn_blocking(move || aisle::api::load_services(&c2, store, false)).await.unwrap()
             })
             .unwrap();
         services.catalog
@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
     let rows = aisle::catalog::import::read_rows(
         &root.join("data/demo/products.ndjson"),
         aisle::catalog::import::Format::Ndjson,
+        &aisle::catalog::import::PRODUCT_CSV,
     )
     .expect("run data/fetch.sh first");
     let report = rt.block_on(aisle::catalog::import::import(&catalog, rows, 64, |_| {})).unwrap();
@@ -82,6 +83,7 @@ fn bench(c: &mut Criterion) {
                 filter: aisle::catalog::ProductFilter { in_stock: Some(true), ..Default::default() }.to_store_filter(),
                 limit: 10,
                 offset: 0,
+                with_vectors: vec![],
             };
             rt.block_on(catalog.store().query("products", q)).unwrap()
         })

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::catalog::import::{Format, ImportReport, RowError, read_rows};
+use crate::catalog::import::{Format, RowError, read_rows};
 use crate::config::Config;
+use crate::error::FieldError;
 use crate::error::{Error, Result};
 
 /// aisle: private recommendations, product search and a shopping assistant, in one binary.
@@ -62,6 +63,8 @@ pub struct ServeArgs {
 pub enum ImportCommand {
     /// Import products from CSV, a JSON array or NDJSON.
     Products(ImportArgs),
+    /// Import events from CSV, a JSON array or NDJSON.
+    Events(ImportArgs),
 }
 
 /// `aisle import products` flags.
@@ -76,7 +79,7 @@ pub struct ImportArgs {
     /// the data directory directly.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// Products per batch.
+    /// Records per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Print the full report as JSON on stdout.
@@ -153,57 +156,134 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(crate::api::serve(config, threads))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(ImportCommand::Products(args)) => runtime.block_on(import_products(&config, args)),
+        Command::Import(ImportCommand::Products(args)) => {
+            runtime.block_on(import_records(&config, args, Records::Products))
+        }
+        Command::Import(ImportCommand::Events(args)) => {
+            runtime.block_on(import_records(&config, args, Records::Events))
+        }
         Command::Models(cmd) => runtime.block_on(crate::models::run(&config, cmd)),
     }
 }
 
-async fn import_products(config: &Config, args: ImportArgs) -> Result<ExitCode> {
+/// What an import reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Records {
+    Products,
+    Events,
+}
+
+impl Records {
+    fn csv(self) -> &'static crate::catalog::import::CsvSchema {
+        match self {
+            Records::Products => &crate::catalog::import::PRODUCT_CSV,
+            Records::Events => &crate::events::import::EVENT_CSV,
+        }
+    }
+
+    fn endpoint(self) -> &'static str {
+        match self {
+            Records::Products => "/v1/products:batch",
+            Records::Events => "/v1/events",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Records::Products => "products",
+            Records::Events => "events",
+        }
+    }
+}
+
+/// The outcome of an import, whatever was imported and however.
+#[derive(Default, serde::Serialize)]
+struct Summary {
+    rows: usize,
+    accepted: usize,
+    rejected: usize,
+    /// Counts particular to the kind of record (created, embedded, duplicates, ...).
+    counts: std::collections::BTreeMap<&'static str, usize>,
+    errors: Vec<RowError>,
+}
+
+async fn import_records(config: &Config, args: ImportArgs, kind: Records) -> Result<ExitCode> {
     let format = args.format.or_else(|| Format::from_path(&args.file)).ok_or_else(|| {
         Error::Config(format!("cannot tell the format of {}; pass --format csv|json|ndjson", args.file.display()))
     })?;
     let batch = args.batch.clamp(1, 10_000);
-    let rows = read_rows(&args.file, format)?;
+    let rows = read_rows(&args.file, format, kind.csv())?;
     let progress = indicatif::ProgressBar::new(rows.len() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let report = match &args.server {
-        Some(url) => import_via_server(url, rows, batch, &progress)?,
+    let summary = match &args.server {
+        Some(url) => import_via_server(url, kind, rows, batch, &progress)?,
         None => {
             let store = crate::store::Store::open(&config.store)?;
             let c = config.clone();
-            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&c, store))
+            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&c, store, false))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            let report =
-                crate::catalog::import::import(&services.catalog, rows, batch, |n| progress.inc(n as u64)).await?;
+            let summary = match kind {
+                Records::Products => {
+                    let r = crate::catalog::import::import(&services.catalog, rows, batch, |n| progress.inc(n as u64))
+                        .await?;
+                    let counts = [
+                        ("created", r.created),
+                        ("updated", r.updated),
+                        ("embedded", r.embedded),
+                        ("reused", r.reused),
+                    ];
+                    Summary {
+                        rows: r.rows,
+                        accepted: r.accepted,
+                        rejected: r.rejected,
+                        counts: counts.into_iter().collect(),
+                        errors: r.errors,
+                    }
+                }
+                Records::Events => {
+                    let stats = services.recommender.stats().clone();
+                    let r = crate::events::import::import(&services.events, &stats, rows, batch, |n| {
+                        progress.inc(n as u64)
+                    })
+                    .await?;
+                    stats.flush().await?;
+                    Summary {
+                        rows: r.rows,
+                        accepted: r.accepted,
+                        rejected: r.rejected,
+                        counts: [("duplicates", r.duplicates)].into_iter().collect(),
+                        errors: r.errors,
+                    }
+                }
+            };
             progress.set_message("building indexes");
             services.store.optimize().await?;
             services.store.flush().await?;
-            report
+            summary
         }
     };
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
     }
+    let counts: Vec<String> = summary.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     eprintln!(
-        "imported {} of {} rows in {:.1}s ({:.0} rows/s): {} created, {} updated, {} embedded, {} unchanged text; {} rejected",
-        report.accepted,
-        report.rows,
+        "imported {} of {} {} in {:.1}s ({:.0} rows/s): {}; {} rejected",
+        summary.accepted,
+        summary.rows,
+        kind.key(),
         secs,
-        report.rows as f64 / secs.max(1e-9),
-        report.created,
-        report.updated,
-        report.embedded,
-        report.reused,
-        report.rejected
+        summary.rows as f64 / secs.max(1e-9),
+        counts.join(", "),
+        summary.rejected
     );
-    for e in report.errors.iter().take(20) {
+    for e in summary.errors.iter().take(20) {
         let reasons: Vec<String> = e
             .errors
             .iter()
@@ -216,32 +296,33 @@ async fn import_products(config: &Config, args: ImportArgs) -> Result<ExitCode> 
             reasons.join("; ")
         );
     }
-    if report.errors.len() > 20 {
-        eprintln!("  ... and {} more (use --json for all)", report.errors.len() - 20);
+    if summary.errors.len() > 20 {
+        eprintln!("  ... and {} more (use --json for all)", summary.errors.len() - 20);
     }
-    Ok(if report.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if summary.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
-/// Send rows to a running server's `/v1/products:batch`, merging its reports.
+/// Send rows in batches to a running server, merging its answers.
 fn import_via_server(
     url: &str,
+    kind: Records,
     rows: Vec<crate::catalog::import::Row>,
     batch: usize,
     progress: &indicatif::ProgressBar,
-) -> Result<ImportReport> {
-    let endpoint = format!("{}/v1/products:batch", url.trim_end_matches('/'));
-    let mut report = ImportReport { rows: rows.len(), ..Default::default() };
+) -> Result<Summary> {
+    let endpoint = format!("{}{}", url.trim_end_matches('/'), kind.endpoint());
+    let mut summary = Summary { rows: rows.len(), ..Default::default() };
+    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(600)).build();
     let mut pending: Vec<(usize, serde_json::Value)> = Vec::new();
     let total = rows.len();
-    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(600)).build();
-    let send = |pending: &mut Vec<(usize, serde_json::Value)>, report: &mut ImportReport| -> Result<()> {
+    let send = |pending: &mut Vec<(usize, serde_json::Value)>, summary: &mut Summary| -> Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
         let lines: Vec<usize> = pending.iter().map(|(l, _)| *l).collect();
-        let products: Vec<serde_json::Value> = pending.drain(..).map(|(_, v)| v).collect();
-        let answer: ImportReportWire =
-            match agent.post(&endpoint).send_json(serde_json::json!({ "products": products })) {
+        let records: Vec<serde_json::Value> = pending.drain(..).map(|(_, v)| v).collect();
+        let answer: serde_json::Value =
+            match agent.post(&endpoint).send_json(serde_json::json!({ kind.key(): records })) {
                 Ok(r) => r.into_json().map_err(|e| Error::io(format!("bad answer from {endpoint}"), e))?,
                 Err(ureq::Error::Status(code, r)) => {
                     return Err(Error::Conflict(format!(
@@ -251,43 +332,61 @@ fn import_via_server(
                 }
                 Err(e) => return Err(Error::Unavailable(format!("cannot reach {endpoint}: {e}"))),
             };
-        report.accepted += answer.accepted;
-        report.created += answer.created;
-        report.updated += answer.updated;
-        report.embedded += answer.embedded;
-        report.reused += answer.reused;
-        for mut e in answer.errors {
-            let prefix = format!("/products/{}", e.row);
-            for f in &mut e.errors {
-                if let Some(rest) = f.pointer.strip_prefix(&prefix) {
-                    f.pointer = rest.to_string();
+        let n = |k: &str| answer[k].as_u64().unwrap_or(0) as usize;
+        summary.accepted += n("accepted");
+        // Rejected rows, with pointers made relative to the row again.
+        let rejected: Vec<(usize, Vec<FieldError>)> = match kind {
+            Records::Products => {
+                for k in ["created", "updated", "embedded"] {
+                    *summary.counts.entry(k).or_default() += n(k);
                 }
+                *summary.counts.entry("reused").or_default() += n("reused");
+                serde_json::from_value::<Vec<RowError>>(answer["errors"].clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| (e.row, e.errors))
+                    .collect()
             }
-            e.row = lines.get(e.row).copied().unwrap_or(e.row);
-            report.errors.push(e);
+            Records::Events => {
+                *summary.counts.entry("duplicates").or_default() += n("duplicates");
+                answer["results"]
+                    .as_array()
+                    .map(|rs| {
+                        rs.iter()
+                            .enumerate()
+                            .filter(|(_, r)| r["status"] == "rejected")
+                            .map(|(i, r)| (i, serde_json::from_value(r["errors"].clone()).unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+        };
+        for (index, errors) in rejected {
+            let prefix = format!("/{}/{index}", kind.key());
+            let errors = errors
+                .into_iter()
+                .map(|mut f: FieldError| {
+                    if let Some(rest) = f.pointer.strip_prefix(&prefix) {
+                        f.pointer = rest.to_string();
+                    }
+                    f
+                })
+                .collect();
+            summary.errors.push(RowError { row: lines.get(index).copied().unwrap_or(index), id: None, errors });
         }
         progress.inc(lines.len() as u64);
         Ok(())
     };
     for (n, row) in rows.into_iter().enumerate() {
         match row {
-            Err(e) => report.errors.push(e),
+            Err(e) => summary.errors.push(e),
             Ok(v) => pending.push(v),
         }
         if pending.len() >= batch || n + 1 == total {
-            send(&mut pending, &mut report)?;
+            send(&mut pending, &mut summary)?;
         }
     }
-    report.rejected = report.errors.len();
-    Ok(report)
-}
-
-#[derive(serde::Deserialize)]
-struct ImportReportWire {
-    accepted: usize,
-    created: usize,
-    updated: usize,
-    embedded: usize,
-    reused: usize,
-    errors: Vec<RowError>,
+    summary.errors.sort_by_key(|e| e.row);
+    summary.rejected = summary.errors.len();
+    Ok(summary)
 }

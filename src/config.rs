@@ -27,6 +27,12 @@ pub struct Config {
     pub search: SearchConfig,
     /// Chat model and its scheduler.
     pub chat: ChatConfig,
+    /// Events and live customer profiles.
+    pub events: EventsConfig,
+    /// Recommendations.
+    pub recommend: RecommendConfig,
+    /// Privacy.
+    pub privacy: PrivacyConfig,
 }
 
 /// `[server]`: the HTTP edge.
@@ -182,6 +188,112 @@ impl Default for ChatConfig {
     }
 }
 
+/// `[events]`: how events shape profiles, popularity and co-occurrence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Weight of a view in taste and popularity.
+    pub weight_view: f64,
+    /// Weight of a click.
+    pub weight_click: f64,
+    /// Weight of an add-to-cart.
+    pub weight_cart: f64,
+    /// Weight of a purchase.
+    pub weight_purchase: f64,
+    /// Weight of a return (negative: pushes taste away).
+    pub weight_return: f64,
+    /// Weight per rating point away from 3 (a 5 adds 2x this, a 1 subtracts 2x this).
+    pub weight_rating: f64,
+    /// Days after which an event counts half in a customer's taste.
+    pub taste_half_life_days: f64,
+    /// Days after which an event counts half in trending.
+    pub trending_half_life_days: f64,
+    /// Days within which two cart/purchase events of one customer count as bought together.
+    pub co_purchase_window_days: f64,
+    /// Most events accepted in one request.
+    pub max_batch: usize,
+    /// Events older than this many days are refused on ingestion (and purged by retention).
+    pub max_age_days: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            weight_view: 1.0,
+            weight_click: 2.0,
+            weight_cart: 4.0,
+            weight_purchase: 8.0,
+            weight_return: -6.0,
+            weight_rating: 1.5,
+            taste_half_life_days: 30.0,
+            trending_half_life_days: 7.0,
+            co_purchase_window_days: 30.0,
+            max_batch: 1000,
+            max_age_days: 365.0,
+        }
+    }
+}
+
+/// `[recommend]`: candidate sources, fusion and diversity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecommendConfig {
+    /// RRF weight of the `content` source (customer taste vs product text).
+    pub weight_content: f32,
+    /// RRF weight of the `session` source (recent items).
+    pub weight_session: f32,
+    /// RRF weight of the `co_purchase` source (bought together).
+    pub weight_co_purchase: f32,
+    /// RRF weight of the `trending` source (time-decayed popularity).
+    pub weight_trending: f32,
+    /// RRF weight of the `collab` source (collaborative filtering, once trained).
+    pub weight_collab: f32,
+    /// Candidates each source contributes.
+    pub candidates: usize,
+    /// MMR trade-off: 1 = relevance only, 0 = diversity only.
+    pub mmr_lambda: f32,
+    /// The first items keep the fused relevance order; MMR diversifies from there on.
+    pub mmr_keep_top: usize,
+    /// Recent items that make the `session` source.
+    pub session_items: usize,
+    /// Hours within which impression events hide a product from recommendations.
+    pub exclude_seen_hours: f64,
+    /// Default number of recommendations.
+    pub default_limit: usize,
+    /// Largest `limit`.
+    pub max_limit: usize,
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        Self {
+            weight_content: 1.0,
+            weight_session: 1.0,
+            weight_co_purchase: 1.0,
+            weight_trending: 0.5,
+            weight_collab: 1.0,
+            candidates: 100,
+            mmr_lambda: 0.7,
+            mmr_keep_top: 3,
+            session_items: 5,
+            exclude_seen_hours: 24.0,
+            default_limit: 10,
+            max_limit: 100,
+        }
+    }
+}
+
+/// `[privacy]`: keys and consent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Secret for pseudonymous customer keys; empty: generated into the data directory.
+    pub secret: String,
+    /// Treat customers without a consent record as consenting to personalization and
+    /// analytics (default false: consent is opt-in, given with PUT /v1/customers/{id}).
+    pub implicit_consent: bool,
+}
+
 impl Config {
     /// Load the configuration: defaults, then the file (if any), then `AISLE_*` variables from `env`.
     ///
@@ -236,6 +348,18 @@ impl Config {
             problems.push(
                 "chat.max_context must be >= 16; chat.max_active, prefill_chunk, default_max_tokens >= 1".to_string(),
             );
+        }
+        if self.events.taste_half_life_days <= 0.0
+            || self.events.trending_half_life_days <= 0.0
+            || self.events.max_age_days <= 0.0
+        {
+            problems.push("events half lives and max_age_days must be positive".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.recommend.mmr_lambda) {
+            problems.push("recommend.mmr_lambda must be between 0 and 1".to_string());
+        }
+        if self.recommend.candidates == 0 || self.recommend.max_limit == 0 || self.recommend.default_limit == 0 {
+            problems.push("recommend.candidates, max_limit and default_limit must be at least 1".to_string());
         }
         if self.search.dense_weight < 0.0 || self.search.keyword_weight < 0.0 {
             problems.push("search weights must not be negative".to_string());

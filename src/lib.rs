@@ -11,12 +11,16 @@
 //! - [`cli`]: the `aisle` command.
 
 pub mod api;
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod infer;
 pub mod models;
+pub mod privacy;
+pub mod recommend;
 pub mod store;
 
 pub use error::{Error, FieldError, Result};

@@ -19,7 +19,8 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let services = state.services()?;
-    let products = services.catalog.count(&Default::default()).await?;
+    let all = crate::catalog::ProductFilter { include_hidden: true, ..Default::default() };
+    let products = services.catalog.count(&all).await?;
     Ok(Json(json!({
         "status": "ready",
         "store": services.store.describe(),

@@ -2,12 +2,15 @@
 //! and graceful shutdown. Handlers are thin: parse and validate, call the domain module, map
 //! the result. Nothing here touches a tensor or a Qdrant type.
 
+pub mod customers;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod openai;
 pub mod problem;
 pub mod products;
+pub mod recommend;
 pub mod search;
 
 use std::future::IntoFuture;
@@ -24,10 +27,13 @@ use tower_http::trace::TraceLayer;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::events::{Events, Profiles};
 use crate::infer::chat::scheduler::SchedulerConfig;
 use crate::infer::chat::{ChatModel, Generator};
 use crate::infer::threads::ThreadSource;
 use crate::infer::{Embedder, EmbeddingModel, select_device};
+use crate::privacy::Keyring;
+use crate::recommend::{Recommender, Stats};
 use crate::store::Store;
 
 /// The engines a request may use, present once the models are loaded.
@@ -40,6 +46,12 @@ pub struct Services {
     pub catalog: Catalog,
     /// The chat scheduler, when a chat model is configured.
     pub generator: Option<Generator>,
+    /// Customers and their profiles.
+    pub profiles: Profiles,
+    /// Event ingestion.
+    pub events: Events,
+    /// Recommendations (and their statistics).
+    pub recommender: Recommender,
 }
 
 impl Services {
@@ -95,6 +107,9 @@ pub fn router(state: AppState) -> Router {
         .merge(products::routes())
         .merge(search::routes())
         .merge(openai::routes())
+        .merge(customers::routes())
+        .merge(events::routes())
+        .merge(recommend::routes())
         .merge(metrics::routes())
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
@@ -104,8 +119,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Load the embedding model and open the catalog (the slow part of startup).
-pub fn load_services(config: &Config, store: Store) -> Result<Services> {
+/// Load the models and open the services (the slow part of startup). `with_chat` loads the chat
+/// model too (the server does; imports do not need it).
+pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<Services> {
     let device = select_device(&config.models.device)?;
     let dir = config.models.resolve(&config.models.embedding);
     let started = Instant::now();
@@ -117,7 +133,7 @@ pub fn load_services(config: &Config, store: Store) -> Result<Services> {
         "embedding model loaded"
     );
     let embedder = Embedder::start(model, &config.embed);
-    let generator = if config.chat.model.is_empty() {
+    let generator = if config.chat.model.is_empty() || !with_chat {
         None
     } else {
         let path = config.models.resolve(&config.chat.model);
@@ -130,8 +146,25 @@ pub fn load_services(config: &Config, store: Store) -> Result<Services> {
         Some(Generator::start(model, &scheduler))
     };
     let runtime = tokio::runtime::Handle::current();
-    let catalog = runtime.block_on(Catalog::open(store.clone(), embedder.clone()))?;
-    Ok(Services { store, embedder, catalog, generator })
+    let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
+    let dim = embedder.info().dim;
+    let (catalog, profiles, events, recommender) = runtime.block_on(async {
+        let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
+        let profiles = Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent).await?;
+        let events =
+            Events::open(store.clone(), catalog.clone(), profiles.clone(), keys, config.events.clone()).await?;
+        let stats = Arc::new(Stats::open(store.clone()).await?);
+        let recommender = Recommender::new(
+            store.clone(),
+            catalog.clone(),
+            profiles.clone(),
+            events.clone(),
+            stats,
+            config.recommend.clone(),
+        );
+        Ok::<_, Error>((catalog, profiles, events, recommender))
+    })?;
+    Ok(Services { store, embedder, catalog, generator, profiles, events, recommender })
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the
@@ -164,7 +197,7 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
         let state = state.clone();
         let store = store.clone();
         let config = config.clone();
-        tokio::task::spawn_blocking(move || match load_services(&config, store) {
+        tokio::task::spawn_blocking(move || match load_services(&config, store, true) {
             Ok(services) => {
                 state.set_services(services);
                 tracing::info!("ready");
@@ -176,11 +209,21 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
     }
     let maintenance = {
         let store = store.clone();
+        let state = state.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let mut n = 0u64;
             loop {
                 tick.tick().await;
-                if let Err(e) = store.maintain().await {
+                n += 1;
+                if let Ok(s) = state.services()
+                    && let Err(e) = s.recommender.stats().flush().await
+                {
+                    tracing::warn!(error = %e, "writing recommendation statistics failed");
+                }
+                if n.is_multiple_of(5)
+                    && let Err(e) = store.maintain().await
+                {
                     tracing::warn!(error = %e, "store maintenance failed");
                 }
             }
@@ -205,6 +248,7 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
         }
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let state_for_shutdown = state.clone();
     let mut serving = tokio::spawn(axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).into_future());
     // Once shutdown begins, in-flight requests get `grace` to finish; then they are cut.
     tokio::select! {
@@ -218,6 +262,11 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
         }
     }
     maintenance.abort();
+    if let Ok(s) = state_for_shutdown.services()
+        && let Err(e) = s.recommender.stats().flush().await
+    {
+        tracing::error!(error = %e, "final write of recommendation statistics failed");
+    }
     if let Err(e) = store.flush().await {
         tracing::error!(error = %e, "final flush failed");
     }

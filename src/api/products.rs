@@ -87,6 +87,7 @@ async fn list(State(state): State<AppState>, QueryParams(p): QueryParams<ListPar
         price_max: p.price_max,
         in_stock: p.in_stock,
         exclude_ids: None,
+        include_hidden: true,
     };
     let errors = filter.check("");
     if !errors.is_empty() {

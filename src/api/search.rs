@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::extract::{JsonBody, PathId, QueryParams};
 use super::problem::ApiError;
-use crate::catalog::{SearchRequest, SimilarRequest};
+use crate::catalog::{SearchRequest, SimilarMode, SimilarRequest};
 
 /// Routes of this resource.
 pub fn routes() -> Router<AppState> {
@@ -31,6 +31,21 @@ async fn similar(
     PathId(id): PathId,
     QueryParams(request): QueryParams<SimilarRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let hits = state.services()?.catalog.similar(&id, &request, &state.config().search).await?;
-    Ok(Json(json!({"items": hits})))
+    let services = state.services()?;
+    let hits = match request.mode.unwrap_or_default() {
+        SimilarMode::Content => services.catalog.similar(&id, &request, &state.config().search).await?,
+        SimilarMode::CoPurchase => {
+            let limit = request.limit.unwrap_or(10);
+            let max = state.config().search.max_limit;
+            if limit == 0 || limit > max {
+                return Err(crate::error::Error::invalid("/limit", format!("must be between 1 and {max}")).into());
+            }
+            let mut filter = request.filter();
+            if filter.in_stock.is_none() {
+                filter.in_stock = Some(true);
+            }
+            services.recommender.bought_together(&id, &filter, limit).await?
+        }
+    };
+    Ok(Json(json!({"items": hits, "mode": request.mode.unwrap_or_default()})))
 }

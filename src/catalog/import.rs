@@ -92,19 +92,35 @@ const CSV_FIELDS: &[&str] = &[
     "attributes",
 ];
 
+/// How CSV rows become JSON objects for one kind of record.
+pub struct CsvSchema {
+    /// Columns, in the words of the error message.
+    pub fields: &'static [&'static str],
+    /// Columns the header must have.
+    pub required: &'static [&'static str],
+    /// A prefix of extra columns allowed (`attr.` for product attributes).
+    pub prefixed: Option<&'static str>,
+    /// Turns one row into an object.
+    pub row: fn(&[String], &csv::StringRecord) -> std::result::Result<Value, Vec<FieldError>>,
+}
+
+/// Products in CSV (see the module doc).
+pub const PRODUCT_CSV: CsvSchema =
+    CsvSchema { fields: CSV_FIELDS, required: &["id", "title"], prefixed: Some("attr."), row: csv_row };
+
 /// Read every row of a file. File-level problems (unreadable, not JSON at all, bad CSV header)
 /// are errors; row-level problems become `Err` rows.
-pub fn read_rows(path: &Path, format: Format) -> Result<Vec<Row>> {
+pub fn read_rows(path: &Path, format: Format, csv: &CsvSchema) -> Result<Vec<Row>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-    parse_rows(&bytes, format)
+    parse_rows(&bytes, format, csv)
 }
 
 /// Parse the rows of an in-memory file (see [`read_rows`]).
-pub fn parse_rows(bytes: &[u8], format: Format) -> Result<Vec<Row>> {
+pub fn parse_rows(bytes: &[u8], format: Format, csv: &CsvSchema) -> Result<Vec<Row>> {
     match format {
         Format::Json => {
             let values: Vec<Value> = serde_json::from_slice(bytes)
-                .map_err(|e| Error::invalid("", format!("the file is not a JSON array of products: {e}")))?;
+                .map_err(|e| Error::invalid("", format!("the file is not a JSON array of records: {e}")))?;
             Ok(values.into_iter().enumerate().map(|(i, v)| Ok((i, v))).collect())
         }
         Format::Ndjson => Ok(bytes
@@ -119,27 +135,35 @@ pub fn parse_rows(bytes: &[u8], format: Format) -> Result<Vec<Row>> {
                 })
             })
             .collect()),
-        Format::Csv => parse_csv(bytes),
+        Format::Csv => parse_csv(bytes, csv),
     }
 }
 
-fn parse_csv(bytes: &[u8]) -> Result<Vec<Row>> {
+fn parse_csv(bytes: &[u8], schema: &CsvSchema) -> Result<Vec<Row>> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers = reader.headers().map_err(|e| Error::invalid("", format!("cannot read the CSV header: {e}")))?.clone();
     let mut columns = Vec::new();
     for h in headers.iter() {
         let h = h.trim();
-        if CSV_FIELDS.contains(&h) || h.strip_prefix("attr.").is_some_and(|a| !a.is_empty()) {
+        if schema.fields.contains(&h)
+            || schema.prefixed.is_some_and(|p| h.strip_prefix(p).is_some_and(|a| !a.is_empty()))
+        {
             columns.push(h.to_string());
         } else {
+            let extra = schema.prefixed.map(|p| format!(" and {p}<name>")).unwrap_or_default();
             return Err(Error::invalid(
                 "",
-                format!("unknown CSV column '{h}'; columns are {} and attr.<name>", CSV_FIELDS.join(", ")),
+                format!("unknown CSV column '{h}'; columns are {}{extra}", schema.fields.join(", ")),
             ));
         }
     }
-    if !columns.iter().any(|c| c == "id") || !columns.iter().any(|c| c == "title") {
-        return Err(Error::invalid("", "the CSV header must have 'id' and 'title' columns"));
+    for r in schema.required {
+        if !columns.iter().any(|c| c == r) {
+            return Err(Error::invalid(
+                "",
+                format!("the CSV header must have the columns {}", schema.required.join(", ")),
+            ));
+        }
     }
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
@@ -155,7 +179,7 @@ fn parse_csv(bytes: &[u8]) -> Result<Vec<Row>> {
                 continue;
             }
         };
-        rows.push(csv_row(&columns, &record).map(|v| (line, v)).map_err(|errors| RowError {
+        rows.push((schema.row)(&columns, &record).map(|v| (line, v)).map_err(|errors| RowError {
             row: line,
             id: record.get(columns.iter().position(|c| c == "id").unwrap_or(0)).map(str::to_string),
             errors,
@@ -184,7 +208,7 @@ fn csv_row(columns: &[String], record: &csv::StringRecord) -> std::result::Resul
                 .map(Value::Number)
                 .unwrap_or(Value::String(cell.into())),
             "stock_qty" => cell.parse::<i64>().map(Value::from).unwrap_or(Value::String(cell.into())),
-            "in_stock" => match cell.to_ascii_lowercase().as_str() {
+            "in_stock" | "hidden" => match cell.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "y" => Value::Bool(true),
                 "false" | "0" | "no" | "n" => Value::Bool(false),
                 _ => Value::String(cell.into()),
@@ -288,7 +312,7 @@ mod tests {
         let csv = "id,title,price,categories,in_stock,attr.color\n\
                    a,Headphones,99.5,Audio|Headphones,yes,black\n\
                    b,Speaker,cheap,,no,\n";
-        let rows = parse_rows(csv.as_bytes(), Format::Csv).unwrap();
+        let rows = parse_rows(csv.as_bytes(), Format::Csv, &PRODUCT_CSV).unwrap();
         assert_eq!(rows.len(), 2);
         let (line, v) = rows[0].as_ref().unwrap();
         assert_eq!(*line, 2);
@@ -302,7 +326,7 @@ mod tests {
 
     #[test]
     fn unknown_csv_columns_are_refused_with_the_list() {
-        let e = parse_rows(b"id,title,colour\n1,x,red\n", Format::Csv).unwrap_err().to_string();
+        let e = parse_rows(b"id,title,colour\n1,x,red\n", Format::Csv, &PRODUCT_CSV).unwrap_err().to_string();
         assert!(e.contains("unknown CSV column 'colour'"), "{e}");
     }
 
@@ -311,6 +335,7 @@ mod tests {
         let rows = parse_rows(
             b"{\"id\":\"a\",\"title\":\"x\"}\n{not json\n\n{\"id\":\"b\",\"title\":\"y\"}\n",
             Format::Ndjson,
+            &PRODUCT_CSV,
         )
         .unwrap();
         assert_eq!(rows.len(), 3);

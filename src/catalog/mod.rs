@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use product::{Product, ProductInput};
-pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarRequest, SimilarScope};
+pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarMode, SimilarRequest, SimilarScope};
 
 use crate::error::{Error, FieldError, Result};
 use crate::infer::Embedder;
@@ -32,12 +32,21 @@ pub const PRODUCTS: &str = "products";
 pub const TEXT_VECTOR: &str = "text";
 /// Sparse BM25 vector of the product text.
 pub const KEYWORD_VECTOR: &str = "keywords";
+/// Sparse co-occurrence vector: at index `num(q)`, how often this product and product `q` were
+/// bought (or carted) together. Maintained by event ingestion, kept across catalog updates.
+pub const CO_VECTOR: &str = "co";
+/// Payload: the product's number, the index of its column in every `co` vector.
+pub const NUM: &str = "num";
+/// Payload: log of the forward-decayed popularity (see `events`), kept across catalog updates.
+pub const TREND: &str = "trend";
 
 /// Payload keys aisle adds next to the product fields (lower-cased filter keys, the
 /// embedded-text hash). They are not part of the product returned to clients.
 const CATEGORY_KEYS: &str = "category_keys";
 const BRAND_KEY: &str = "brand_key";
 const EMBED_HASH: &str = "embed_hash";
+/// Internal payload keys, dropped when a stored product is read back.
+const INTERNAL_KEYS: &[&str] = &[CATEGORY_KEYS, BRAND_KEY, EMBED_HASH, NUM, TREND];
 
 /// The point id of a product id.
 pub fn product_point(id: &str) -> uuid::Uuid {
@@ -72,6 +81,8 @@ pub struct Catalog {
     embedder: Embedder,
     keywords: Arc<KeywordEncoder>,
     default_currency: String,
+    next_num: Arc<std::sync::atomic::AtomicU64>,
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Catalog {
@@ -80,21 +91,60 @@ impl Catalog {
         CollectionSpec {
             name: PRODUCTS.into(),
             dense: vec![DenseSpec { name: TEXT_VECTOR.into(), dim, distance: Distance::Cosine }],
-            sparse: vec![SparseSpec { name: KEYWORD_VECTOR.into(), idf: true }],
+            sparse: vec![
+                SparseSpec { name: KEYWORD_VECTOR.into(), idf: true },
+                SparseSpec { name: CO_VECTOR.into(), idf: false },
+            ],
             indexes: vec![
                 ("id".into(), IndexKind::Keyword),
                 (CATEGORY_KEYS.into(), IndexKind::Keyword),
                 (BRAND_KEY.into(), IndexKind::Keyword),
                 ("price".into(), IndexKind::Float),
                 ("in_stock".into(), IndexKind::Bool),
+                ("hidden".into(), IndexKind::Bool),
+                (NUM.into(), IndexKind::Integer),
+                (TREND.into(), IndexKind::Float),
             ],
+            hnsw: true,
         }
     }
 
     /// Open the catalog over `store`, creating the products collection if needed.
     pub async fn open(store: Store, embedder: Embedder) -> Result<Self> {
         store.ensure_collection(&Self::collection_spec(embedder.info().dim)).await?;
-        Ok(Self { store, embedder, keywords: Arc::new(KeywordEncoder::english()?), default_currency: "USD".into() })
+        let top = store
+            .query(
+                PRODUCTS,
+                crate::store::Query {
+                    prefetch: vec![crate::store::Prefetch {
+                        source: crate::store::Source::OrderBy { key: NUM.into(), descending: true },
+                        filter: None,
+                        limit: 1,
+                    }],
+                    ranking: crate::store::Ranking::Rrf { k: 1, weights: None },
+                    filter: None,
+                    limit: 1,
+                    offset: 0,
+                    with_vectors: vec![],
+                },
+            )
+            .await?;
+        let max = top.first().and_then(|h| h.payload.get(NUM)).and_then(Value::as_u64).unwrap_or(0);
+        Ok(Self {
+            store,
+            embedder,
+            keywords: Arc::new(KeywordEncoder::english()?),
+            default_currency: "USD".into(),
+            next_num: Arc::new(std::sync::atomic::AtomicU64::new(max + 1)),
+            writes: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// The lock every read-modify-write of product points holds (catalog updates, and event
+    /// ingestion updating popularity and co-occurrence), so that neither loses the other's
+    /// changes within this process.
+    pub fn product_writes(&self) -> &Arc<tokio::sync::Mutex<()>> {
+        &self.writes
     }
 
     /// The store underneath.
@@ -119,54 +169,104 @@ impl Catalog {
     /// Write validated products (a batch is one embedding job and one durable store write).
     /// Ids must be unique within the call.
     pub async fn upsert(&self, products: Vec<Product>) -> Result<WriteSummary> {
+        self.write(products, None).await
+    }
+
+    /// Write products with vectors computed elsewhere (bulk loads, migrations, benchmarks).
+    /// They are marked so that the next update with a real text re-embeds them.
+    pub async fn upsert_embedded(&self, products: Vec<(Product, Vec<f32>)>) -> Result<WriteSummary> {
+        let (products, vectors) = products.into_iter().unzip();
+        self.write(products, Some(vectors)).await
+    }
+
+    async fn write(&self, products: Vec<Product>, given: Option<Vec<Vec<f32>>>) -> Result<WriteSummary> {
         if products.is_empty() {
             return Ok(WriteSummary::default());
         }
         let model = self.embedder.info().name.clone();
         let ids: Vec<uuid::Uuid> = products.iter().map(|p| product_point(&p.id)).collect();
-        let existing = self.store.retrieve(PRODUCTS, ids.clone(), vec![TEXT_VECTOR.into()]).await?;
-        let existing: HashMap<uuid::Uuid, (Option<String>, Option<Vec<f32>>)> = existing
+        // Held to the end: the read of what to keep and the write must not interleave with
+        // event ingestion updating the same points.
+        let _writes = self.writes.lock().await;
+        let existing = self.store.retrieve(PRODUCTS, ids.clone(), vec![TEXT_VECTOR.into(), CO_VECTOR.into()]).await?;
+        let existing: HashMap<uuid::Uuid, Kept> = existing
             .into_iter()
             .map(|r| {
-                let hash = r.payload.get(EMBED_HASH).and_then(Value::as_str).map(str::to_string);
-                let vector = match r.vectors.get(TEXT_VECTOR) {
-                    Some(Vector::Dense(v)) => Some(v.clone()),
-                    _ => None,
+                let kept = Kept {
+                    hash: r.payload.get(EMBED_HASH).and_then(Value::as_str).map(str::to_string),
+                    text: match r.vectors.get(TEXT_VECTOR) {
+                        Some(Vector::Dense(v)) => Some(v.clone()),
+                        _ => None,
+                    },
+                    co: r.vectors.get(CO_VECTOR).filter(|v| !v.is_empty_sparse()).cloned(),
+                    num: r.payload.get(NUM).and_then(Value::as_u64),
+                    trend: r.payload.get(TREND).cloned(),
                 };
-                (r.id, (hash, vector))
+                (r.id, kept)
             })
             .collect();
 
-        let texts: Vec<String> = products.iter().map(text::embedding_text).collect();
-        let hashes: Vec<String> = texts.iter().map(|t| text::embedding_hash(&model, t)).collect();
-        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(products.len());
-        let mut to_embed = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            match existing.get(id) {
-                Some((Some(h), Some(v))) if *h == hashes[i] => vectors.push(Some(v.clone())),
-                _ => {
-                    vectors.push(None);
-                    to_embed.push(i);
+        let (hashes, mut vectors, embedded) = match given {
+            Some(vectors) => {
+                if vectors.len() != products.len() || vectors.iter().any(|v| v.len() != self.embedder.info().dim) {
+                    return Err(Error::Internal(format!(
+                        "precomputed vectors must be one per product of {} dimensions",
+                        self.embedder.info().dim
+                    )));
                 }
+                (
+                    vec![format!("precomputed:{model}"); products.len()],
+                    vectors.into_iter().map(Some).collect::<Vec<_>>(),
+                    0,
+                )
             }
-        }
-        let fresh = self.embedder.embed(&to_embed.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>()).await?;
-        for (i, v) in to_embed.iter().zip(fresh) {
-            vectors[*i] = Some(v);
-        }
+            None => {
+                let texts: Vec<String> = products.iter().map(text::embedding_text).collect();
+                let hashes: Vec<String> = texts.iter().map(|t| text::embedding_hash(&model, t)).collect();
+                let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(products.len());
+                let mut to_embed = Vec::new();
+                for (i, id) in ids.iter().enumerate() {
+                    match existing.get(id) {
+                        Some(Kept { hash: Some(h), text: Some(v), .. }) if *h == hashes[i] => {
+                            vectors.push(Some(v.clone()))
+                        }
+                        _ => {
+                            vectors.push(None);
+                            to_embed.push(i);
+                        }
+                    }
+                }
+                let fresh =
+                    self.embedder.embed(&to_embed.iter().map(|&i| texts[i].as_str()).collect::<Vec<_>>()).await?;
+                for (i, v) in to_embed.iter().zip(fresh) {
+                    vectors[*i] = Some(v);
+                }
+                (hashes, vectors, to_embed.len())
+            }
+        };
 
-        let mut summary =
-            WriteSummary { embedded: to_embed.len(), reused: products.len() - to_embed.len(), ..Default::default() };
+        let mut summary = WriteSummary { embedded, reused: products.len() - embedded, ..Default::default() };
         let mut points = Vec::with_capacity(products.len());
         for (i, p) in products.into_iter().enumerate() {
             let status = if existing.contains_key(&ids[i]) { WriteStatus::Updated } else { WriteStatus::Created };
             let keywords = self.keywords.document(&text::keyword_text(&p));
             let mut payload = to_payload(&p)?;
             payload.insert(EMBED_HASH.into(), Value::String(hashes[i].clone()));
+            let kept = existing.get(&ids[i]);
+            let num = kept
+                .and_then(|k| k.num)
+                .unwrap_or_else(|| self.next_num.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            payload.insert(NUM.into(), Value::from(num));
+            if let Some(trend) = kept.and_then(|k| k.trend.clone()) {
+                payload.insert(TREND.into(), trend);
+            }
             let text_vector = vectors[i].take().ok_or_else(|| Error::Internal("missing embedding".into()))?;
             let mut point_vectors = vec![(TEXT_VECTOR.to_string(), Vector::Dense(text_vector))];
             if !keywords.is_empty_sparse() {
                 point_vectors.push((KEYWORD_VECTOR.to_string(), keywords));
+            }
+            if let Some(co) = kept.and_then(|k| k.co.clone()) {
+                point_vectors.push((CO_VECTOR.to_string(), co));
             }
             summary.statuses.push((p.id.clone(), status));
             points.push(Point { id: ids[i], vectors: point_vectors, payload });
@@ -192,6 +292,7 @@ impl Catalog {
     /// Delete one product; `false` if it did not exist.
     pub async fn delete(&self, id: &str) -> Result<bool> {
         let point = product_point(id);
+        let _writes = self.writes.lock().await;
         if self.store.retrieve(PRODUCTS, vec![point], vec![]).await?.is_empty() {
             return Ok(false);
         }
@@ -224,6 +325,15 @@ impl Catalog {
     }
 }
 
+/// What a product update keeps of the stored point.
+struct Kept {
+    hash: Option<String>,
+    text: Option<Vec<f32>>,
+    co: Option<Vector>,
+    num: Option<u64>,
+    trend: Option<Value>,
+}
+
 /// The stored payload of a product: its fields plus lower-cased filter keys.
 fn to_payload(p: &Product) -> Result<Map<String, Value>> {
     let Value::Object(mut map) =
@@ -240,9 +350,9 @@ fn to_payload(p: &Product) -> Result<Map<String, Value>> {
 
 /// A product from its stored payload.
 pub(crate) fn from_payload(mut payload: Map<String, Value>) -> Result<Product> {
-    payload.remove(CATEGORY_KEYS);
-    payload.remove(BRAND_KEY);
-    payload.remove(EMBED_HASH);
+    for key in INTERNAL_KEYS {
+        payload.remove(*key);
+    }
     serde_json::from_value(Value::Object(payload))
         .map_err(|e| Error::Store(format!("stored product is unreadable: {e}")))
 }

@@ -42,6 +42,8 @@ pub struct ProductInput {
     pub url: Option<String>,
     /// Image.
     pub image_url: Option<String>,
+    /// Hidden by a merchandiser: never searched, recommended or shown as similar.
+    pub hidden: Option<bool>,
 }
 
 /// A validated product, as stored and returned.
@@ -82,6 +84,9 @@ pub struct Product {
     /// Image.
     #[serde(default)]
     pub image_url: Option<String>,
+    /// Hidden from search, recommendations and similar products.
+    #[serde(default)]
+    pub hidden: bool,
     /// Last write, set by the server.
     pub updated_at: DateTime<Utc>,
 }
@@ -288,6 +293,7 @@ impl ProductInput {
             attributes,
             url,
             image_url,
+            hidden: self.hidden.unwrap_or(false),
             updated_at: now,
         })
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{Catalog, KEYWORD_VECTOR, PRODUCTS, Product, TEXT_VECTOR, filter_key, from_payload, product_point};
 use crate::config::SearchConfig;
 use crate::error::{Error, FieldError, Result};
-use crate::store::{Condition, Filter, Prefetch, Query, Ranking, Vector, VectorQuery};
+use crate::store::{Condition, Filter, Prefetch, Query, Ranking, Source, Vector, VectorQuery};
 
 /// Filters shared by search, similar-products and listing.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -24,6 +24,9 @@ pub struct ProductFilter {
     pub in_stock: Option<bool>,
     /// Leave these product ids out.
     pub exclude_ids: Option<Vec<String>>,
+    /// Include hidden products (listing for merchandisers; never in search or recommendations).
+    #[serde(skip)]
+    pub include_hidden: bool,
 }
 
 impl ProductFilter {
@@ -81,6 +84,9 @@ impl ProductFilter {
         if let Some(ids) = self.exclude_ids.as_ref().filter(|i| !i.is_empty()) {
             f = f.must_not(Condition::HasId(ids.iter().map(|id| product_point(id)).collect()));
         }
+        if !self.include_hidden {
+            f = f.must_not(Condition::Bool { key: "hidden".into(), value: true });
+        }
         (!f.is_empty()).then_some(f)
     }
 
@@ -101,6 +107,7 @@ impl ProductFilter {
             && price_ok
             && self.in_stock.is_none_or(|s| p.in_stock == s)
             && !self.exclude_ids.as_ref().is_some_and(|ids| ids.contains(&p.id))
+            && (self.include_hidden || !p.hidden)
     }
 }
 
@@ -172,6 +179,17 @@ pub enum SimilarScope {
     Any,
 }
 
+/// What "similar" means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimilarMode {
+    /// Substitutes: similar product text.
+    #[default]
+    Content,
+    /// Complements: most often bought together.
+    CoPurchase,
+}
+
 /// `GET /v1/products/{id}/similar` parameters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +198,8 @@ pub struct SimilarRequest {
     pub limit: Option<usize>,
     /// Where results may come from (default: the anchor's categories first).
     pub scope: Option<SimilarScope>,
+    /// `content` (default): similar text; `co_purchase`: frequently bought together.
+    pub mode: Option<SimilarMode>,
     /// Keep products in this category.
     pub category: Option<String>,
     /// Keep products of this brand.
@@ -202,6 +222,7 @@ impl SimilarRequest {
             price_max: self.price_max,
             in_stock: self.in_stock,
             exclude_ids: None,
+            include_hidden: false,
         }
     }
 }
@@ -236,24 +257,44 @@ impl Catalog {
         };
         let keyword = VectorQuery::Nearest { using: KEYWORD_VECTOR.into(), vector: keywords.clone() };
         let query = match mode {
-            SearchMode::Semantic => {
-                Query { prefetch: vec![], ranking: Ranking::Vector(dense().await?), filter, limit, offset }
-            }
+            SearchMode::Semantic => Query {
+                prefetch: vec![],
+                ranking: Ranking::Vector(dense().await?),
+                filter,
+                limit,
+                offset,
+                with_vectors: vec![],
+            },
             SearchMode::Keyword => {
                 if keywords.is_empty_sparse() {
                     return Ok(Vec::new());
                 }
-                Query { prefetch: vec![], ranking: Ranking::Vector(keyword), filter, limit, offset }
+                Query {
+                    prefetch: vec![],
+                    ranking: Ranking::Vector(keyword),
+                    filter,
+                    limit,
+                    offset,
+                    with_vectors: vec![],
+                }
             }
             SearchMode::Hybrid => {
                 let candidates = config.candidates.max(limit + offset);
-                let mut prefetch = vec![Prefetch { query: dense().await?, filter: None, limit: candidates }];
+                let mut prefetch =
+                    vec![Prefetch { source: Source::Vector(dense().await?), filter: None, limit: candidates }];
                 let mut weights = vec![config.dense_weight];
                 if !keywords.is_empty_sparse() {
-                    prefetch.push(Prefetch { query: keyword, filter: None, limit: candidates });
+                    prefetch.push(Prefetch { source: Source::Vector(keyword), filter: None, limit: candidates });
                     weights.push(config.keyword_weight);
                 }
-                Query { prefetch, ranking: Ranking::Rrf { k: 60, weights: Some(weights) }, filter, limit, offset }
+                Query {
+                    prefetch,
+                    ranking: Ranking::Rrf { k: 60, weights: Some(weights) },
+                    filter,
+                    limit,
+                    offset,
+                    with_vectors: vec![],
+                }
             }
         };
         let hits = self.store.query(PRODUCTS, query).await?;
@@ -295,6 +336,7 @@ impl Catalog {
             filter: Some(filter),
             limit,
             offset: 0,
+            with_vectors: vec![],
         };
         let mut hits = Vec::new();
         if request.scope.unwrap_or_default() == SimilarScope::Category && !anchor_categories.is_empty() {

@@ -35,6 +35,36 @@ fn acknowledged_writes_survive_sigkill() {
     let (status, body) = post(&server.url("/v1/search"), &json!({"query": "drill", "limit": 1}));
     assert_eq!(status, 200);
     assert_eq!(body["items"][0]["product"]["id"], "d-1", "vectors survived too: {body}");
+
+    // Points written before the restart must still take updates (the store keeps its write
+    // numbering across restarts; a restarted numbering turns such updates into silent no-ops).
+    let (status, _) = put(
+        &server.url("/v1/products/d-1"),
+        &json!({"title": "Durable Drill Pro", "price": 99.0, "categories": ["Tools"]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(get(&server.url("/v1/products/d-1")).1["title"], "Durable Drill Pro");
+    let (status, body) = post(
+        &server.url("/v1/events"),
+        &json!({"events": [
+        {"session_id": "s", "product_id": "d-batch-3", "kind": "purchase"},
+        {"session_id": "s", "product_id": "d-batch-4", "kind": "purchase"}]}),
+    );
+    assert_eq!((status, body["accepted"].as_u64()), (200, Some(2)), "{body}");
+    let (_, body) = get(&server.url("/v1/products/d-batch-3/similar?mode=co_purchase"));
+    assert_eq!(body["items"][0]["product"]["id"], "d-batch-4", "co-purchases of old products are recorded: {body}");
+    let (_, body) = get(&server.url("/v1/trending?limit=2"));
+    let trending: Vec<&str> =
+        body["items"].as_array().unwrap().iter().map(|i| i["product"]["id"].as_str().unwrap()).collect();
+    assert!(trending.contains(&"d-batch-3") && trending.contains(&"d-batch-4"), "{body}");
+    server.kill();
+
+    let server = Server::start(&dir, &[]);
+    assert_eq!(get(&server.url("/v1/products/d-1")).1["title"], "Durable Drill Pro");
+    assert_eq!(
+        get(&server.url("/v1/products/d-batch-3/similar?mode=co_purchase")).1["items"][0]["product"]["id"],
+        "d-batch-4"
+    );
     let status = server.stop();
     assert!(status.success(), "graceful stop: {status}");
 }

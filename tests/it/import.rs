@@ -76,7 +76,11 @@ fn good_and_bad_rows_in_every_format() {
     let (code, report, _) = import(&dir, &good, &[]);
     assert_eq!(code, 0);
     assert_eq!(
-        (report["updated"].as_u64(), report["embedded"].as_u64(), report["reused"].as_u64()),
+        (
+            report["counts"]["updated"].as_u64(),
+            report["counts"]["embedded"].as_u64(),
+            report["counts"]["reused"].as_u64()
+        ),
         (Some(1), Some(0), Some(1))
     );
 
@@ -117,5 +121,72 @@ fn good_and_bad_rows_in_every_format() {
     assert_eq!(report["errors"][0]["row"], 2);
     assert_eq!(report["errors"][0]["errors"][0]["pointer"], "/price");
     assert_eq!(get(&server.url("/v1/products/s-1")).0, 200);
+    server.stop();
+}
+
+#[test]
+fn events_import_in_every_format_and_through_the_server() {
+    let dir = temp_dir("import-events");
+    let files = temp_dir("import-events-files");
+    let products = files.join("p.ndjson");
+    std::fs::write(
+        &products,
+        (0..6).map(|i| format!("{{\"id\": \"ev-{i}\", \"title\": \"Camping item {i}\"}}\n")).collect::<String>(),
+    )
+    .unwrap();
+    assert_eq!(import(&dir, &products, &[]).0, 0);
+
+    let csv = files.join("e.csv");
+    std::fs::write(
+        &csv,
+        "id,session_id,product_id,kind,value,timestamp\n\
+         e1,s1,ev-1,purchase,,\n\
+         e2,s1,ev-2,purchase,,\n\
+         e3,s1,ev-9,view,,\n\
+         e4,s2,ev-1,rating,7,\n\
+         e5,s2,ev-1,teleport,,\n\
+         e1,s1,ev-1,purchase,,\n",
+    )
+    .unwrap();
+    let out = aisle()
+        .args(["import", "events"])
+        .arg(&csv)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--models-dir")
+        .arg(models_dir())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        (report["accepted"].as_u64(), report["rejected"].as_u64(), report["counts"]["duplicates"].as_u64()),
+        (Some(2), Some(3), Some(1)),
+        "{report}"
+    );
+    let rows: Vec<(u64, &str)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_u64().unwrap(), e["errors"][0]["pointer"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, vec![(4, "/product_id"), (5, "/value"), (6, "/kind")]);
+
+    let server = Server::start(&dir, &[]);
+    let (_, v) = get(&server.url("/v1/products/ev-1/similar?mode=co_purchase"));
+    assert_eq!(v["items"][0]["product"]["id"], "ev-2", "{v}");
+    let nd = files.join("more.ndjson");
+    std::fs::write(&nd, "{\"session_id\": \"s3\", \"product_id\": \"ev-4\", \"kind\": \"purchase\"}\n{\"session_id\": \"s3\", \"product_id\": \"ev-4\", \"kind\": \"purchase\", \"value\": -1}\n{\"session_id\": \"s4\", \"product_id\": \"ev-4\", \"kind\": \"purchase\"}\n").unwrap();
+    let out =
+        aisle().args(["import", "events"]).arg(&nd).arg("--server").arg(&server.base).arg("--json").output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(2), Some(1)), "{report}");
+    assert_eq!(
+        (report["errors"][0]["row"].as_u64(), report["errors"][0]["errors"][0]["pointer"].as_str()),
+        (Some(2), Some("/value"))
+    );
+    let (_, v) = get(&server.url("/v1/trending?limit=1"));
+    assert_eq!(v["items"][0]["product"]["id"], "ev-4", "{v}");
     server.stop();
 }

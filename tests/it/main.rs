@@ -9,4 +9,5 @@ mod embed;
 mod errors;
 mod import;
 mod products;
+mod recommend;
 mod search;

@@ -1,0 +1,96 @@
+//! `POST /v1/events`: one event, or `{"events": [...]}`. Each event is validated on its own;
+//! a bad or unknown-product event is reported with pointers under `/events/{i}` and the others
+//! are applied. Events carrying a `rec_id` are attributed to the recommendation source.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+
+use super::AppState;
+use super::extract::JsonBody;
+use super::problem::ApiError;
+use crate::error::{Error, FieldError, from_json_value};
+use crate::events::{EventInput, EventOutcome, batch_too_large};
+
+/// Routes of this resource.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/events", post(ingest))
+}
+
+async fn ingest(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+    let services = state.services()?;
+    let (items, single) = match body {
+        Value::Object(mut o) if o.contains_key("events") => {
+            if o.len() > 1 {
+                let extra = o.keys().find(|k| *k != "events").cloned().unwrap_or_default();
+                return Err(
+                    Error::invalid(format!("/{extra}"), "unknown field; the body is {\"events\": [...]}").into()
+                );
+            }
+            match o.remove("events") {
+                Some(Value::Array(items)) => (items, false),
+                _ => return Err(Error::invalid("/events", "must be an array of events").into()),
+            }
+        }
+        Value::Object(o) => (vec![Value::Object(o)], true),
+        _ => return Err(Error::invalid("", "the body is one event object or {\"events\": [...]}").into()),
+    };
+    let max = state.config().events.max_batch;
+    if items.len() > max {
+        return Err(batch_too_large(items.len(), max).into());
+    }
+    // Parse each event on its own: a wrong type rejects that event only.
+    let mut inputs = Vec::new();
+    let mut parse_errors: Vec<(usize, FieldError)> = Vec::new();
+    let mut index = Vec::new();
+    for (i, v) in items.into_iter().enumerate() {
+        match from_json_value::<EventInput>(v) {
+            Ok(e) => {
+                index.push(i);
+                inputs.push(e);
+            }
+            Err(e) => parse_errors.push((i, e)),
+        }
+    }
+    let n = index.len() + parse_errors.len();
+    let (report, accepted) = services.events.ingest(inputs).await?;
+    for e in &accepted {
+        if let Some(rec) = e.rec_id {
+            services.recommender.stats().attribute(rec, &e.product_id, e.kind, e.timestamp).await?;
+        }
+    }
+    // Put the parse errors back in their places.
+    let mut results: Vec<Option<EventOutcome>> = vec![None; n];
+    for (i, r) in index.into_iter().zip(report.results) {
+        results[i] = Some(r);
+    }
+    for (i, e) in parse_errors {
+        results[i] = Some(EventOutcome::Rejected { errors: vec![e] });
+    }
+    let results: Vec<EventOutcome> = results.into_iter().flatten().collect();
+    let prefix = |i: usize, errors: &[FieldError]| -> Vec<FieldError> {
+        errors.iter().cloned().map(|e| if single { e } else { e.under(&format!("/events/{i}")) }).collect()
+    };
+    if single && let Some(EventOutcome::Rejected { errors }) = results.first() {
+        return Err(Error::Invalid(prefix(0, errors)).into());
+    }
+    let count = |f: fn(&EventOutcome) -> bool| results.iter().filter(|r| f(r)).count();
+    let accepted_n = count(|r| matches!(r, EventOutcome::Accepted { .. }));
+    let duplicates = count(|r| matches!(r, EventOutcome::Duplicate { .. }));
+    let rejected = count(|r| matches!(r, EventOutcome::Rejected { .. }));
+    let results: Vec<Value> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            EventOutcome::Rejected { errors } => serde_json::json!({"status": "rejected", "errors": prefix(i, errors)}),
+            other => serde_json::to_value(other).unwrap_or(Value::Null),
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"accepted": accepted_n, "duplicates": duplicates, "rejected": rejected, "results": results}),
+    )
+    .into_response())
+}

@@ -1,0 +1,103 @@
+//! Privacy: pseudonymous customer keys, and (as the privacy issue lands) PII redaction,
+//! consent, erasure, export and the audit log.
+//!
+//! A customer's external id is never stored: every record is keyed by HMAC-SHA256 of it under a
+//! secret that lives only in the data directory (created on first start, mode 0600) or in the
+//! configuration. Without the secret the key cannot be linked back to the id.
+
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+
+/// The server's secret and the keys derived from it.
+#[derive(Clone)]
+pub struct Keyring {
+    secret: Vec<u8>,
+}
+
+impl Keyring {
+    /// The configured secret if not empty, else the one in `data_dir/secret`, created with
+    /// 32 random bytes and mode 0600 on first use.
+    pub fn load_or_create(data_dir: &Path, configured: &str) -> Result<Self> {
+        if !configured.is_empty() {
+            if configured.len() < 16 {
+                return Err(Error::Config("privacy.secret must be at least 16 characters".into()));
+            }
+            return Ok(Self { secret: configured.as_bytes().to_vec() });
+        }
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
+        let path = data_dir.join("secret");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let secret = hex::decode(text.trim())
+                .map_err(|_| Error::Config(format!("{} is not a hex secret", path.display())))?;
+            if secret.len() < 16 {
+                return Err(Error::Config(format!("{} holds too short a secret", path.display())));
+            }
+            return Ok(Self { secret });
+        }
+        let secret: [u8; 32] = rand::random();
+        let tmp = data_dir.join("secret.tmp");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+            f.write_all(hex::encode(secret).as_bytes())
+                .and_then(|_| f.sync_all())
+                .map_err(|e| Error::io("cannot write the secret", e))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        Ok(Self { secret: secret.to_vec() })
+    }
+
+    fn mac(&self, domain: &str, id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(domain.as_bytes());
+        mac.update(&[0]);
+        mac.update(id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The pseudonymous key of a customer id.
+    pub fn customer_key(&self, customer_id: &str) -> String {
+        self.mac("customer", customer_id)
+    }
+
+    /// The pseudonymous key of an anonymous session id.
+    pub fn session_key(&self, session_id: &str) -> String {
+        self.mac("session", session_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_created_once_private_and_keys_are_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Keyring::load_or_create(dir.path(), "").unwrap();
+        let b = Keyring::load_or_create(dir.path(), "").unwrap();
+        assert_eq!(a.customer_key("alice@example.com"), b.customer_key("alice@example.com"));
+        assert_ne!(a.customer_key("alice"), a.customer_key("bob"));
+        assert_ne!(a.customer_key("alice"), a.session_key("alice"), "domains are separated");
+        assert!(!a.customer_key("alice").contains("alice"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secret")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = tempfile::tempdir().unwrap();
+        let c = Keyring::load_or_create(other.path(), "").unwrap();
+        assert_ne!(a.customer_key("alice"), c.customer_key("alice"), "another secret, another key");
+        let d = Keyring::load_or_create(other.path(), "a configured secret!").unwrap();
+        assert_ne!(c.customer_key("alice"), d.customer_key("alice"));
+        assert!(Keyring::load_or_create(other.path(), "short").is_err());
+    }
+}

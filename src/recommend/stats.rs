@@ -1,0 +1,249 @@
+//! Recommendation statistics: every response's `rec_id` remembers which source placed each
+//! item, so that later events carrying the `rec_id` are attributed to that source. Counters per
+//! day and source (impressions, clicks, carts, purchases) give CTR, add-to-cart and
+//! conversion rates.
+//!
+//! Counters and records live in memory and are written to the store every few seconds (and on
+//! shutdown): a crash loses at most that much of the statistics, never catalog or event data.
+//! An event's click, cart or purchase counts once per item of a response.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::events::Kind;
+use crate::store::{CollectionSpec, IndexKind, Point, SparseSpec, Store, point_id};
+
+/// Collection of counters per (day, source).
+pub const STATS: &str = "rec_stats";
+/// Collection of recommendation responses (which source placed which item).
+pub const RECS: &str = "recs";
+/// Responses remembered in memory for attribution (older ones are read from the store).
+const MEMORY: usize = 100_000;
+
+/// Counters of one (day, source).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Items served.
+    pub impressions: u64,
+    /// Items clicked.
+    pub clicks: u64,
+    /// Items added to the cart.
+    pub carts: u64,
+    /// Items bought.
+    pub purchases: u64,
+}
+
+impl Counters {
+    fn add(&mut self, o: &Counters) {
+        self.impressions += o.impressions;
+        self.clicks += o.clicks;
+        self.carts += o.carts;
+        self.purchases += o.purchases;
+    }
+
+    /// As JSON with the rates.
+    pub fn to_json(&self) -> Value {
+        let rate = |n: u64| if self.impressions == 0 { 0.0 } else { n as f64 / self.impressions as f64 };
+        json!({
+            "impressions": self.impressions, "clicks": self.clicks, "carts": self.carts, "purchases": self.purchases,
+            "ctr": rate(self.clicks), "add_to_cart_rate": rate(self.carts), "conversion_rate": rate(self.purchases),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecRecord {
+    ts: i64,
+    items: HashMap<String, String>,
+    #[serde(default)]
+    attributed: HashSet<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    recs: HashMap<Uuid, RecRecord>,
+    order: VecDeque<Uuid>,
+    counters: BTreeMap<(NaiveDate, String), Counters>,
+    dirty_counters: HashSet<(NaiveDate, String)>,
+    dirty_recs: HashSet<Uuid>,
+}
+
+/// The statistics service.
+pub struct Stats {
+    store: Store,
+    inner: Mutex<Inner>,
+}
+
+fn spec(name: &str, indexes: Vec<(String, IndexKind)>) -> CollectionSpec {
+    CollectionSpec {
+        name: name.into(),
+        dense: vec![],
+        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
+        indexes,
+        hnsw: true,
+    }
+}
+
+fn counter_point(day: NaiveDate, source: &str) -> Uuid {
+    point_id(STATS, &format!("{day}|{source}"))
+}
+
+impl Stats {
+    /// Open the statistics, loading the stored counters.
+    pub async fn open(store: Store) -> Result<Self> {
+        store.ensure_collection(&spec(STATS, vec![("day".into(), IndexKind::Keyword)])).await?;
+        store.ensure_collection(&spec(RECS, vec![("ts".into(), IndexKind::Integer)])).await?;
+        let mut inner = Inner::default();
+        let mut offset = None;
+        loop {
+            let page = store.scroll(STATS, None, offset, 1000).await?;
+            for r in &page.records {
+                let (Some(day), Some(source)) =
+                    (r.payload.get("day").and_then(Value::as_str), r.payload.get("source").and_then(Value::as_str))
+                else {
+                    continue;
+                };
+                let Ok(day) = day.parse::<NaiveDate>() else { continue };
+                let c: Counters = serde_json::from_value(Value::Object(r.payload.clone())).unwrap_or_default();
+                inner.counters.insert((day, source.to_string()), c);
+            }
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        Ok(Self { store, inner: Mutex::new(inner) })
+    }
+
+    /// A response was served: `items` are (product id, source that placed it).
+    pub fn record(&self, rec_id: Uuid, items: &[(String, String)], at: DateTime<Utc>) {
+        let mut g = self.inner.lock();
+        let day = at.date_naive();
+        for (_, source) in items {
+            let key = (day, source.clone());
+            g.counters.entry(key.clone()).or_default().impressions += 1;
+            g.dirty_counters.insert(key);
+        }
+        let record =
+            RecRecord { ts: at.timestamp(), items: items.iter().cloned().collect(), attributed: HashSet::new() };
+        g.recs.insert(rec_id, record);
+        g.order.push_back(rec_id);
+        g.dirty_recs.insert(rec_id);
+        while g.order.len() > MEMORY {
+            if let Some(old) = g.order.pop_front()
+                && !g.dirty_recs.contains(&old)
+            {
+                g.recs.remove(&old);
+            }
+        }
+    }
+
+    /// An event carrying `rec_id` happened to `product_id`: count it for the item's source.
+    pub async fn attribute(&self, rec_id: Uuid, product_id: &str, kind: Kind, at: DateTime<Utc>) -> Result<()> {
+        if !matches!(kind, Kind::Click | Kind::Cart | Kind::Purchase) {
+            return Ok(());
+        }
+        let known = self.inner.lock().recs.contains_key(&rec_id);
+        if !known {
+            // Served before this process started (or long ago): read its record back.
+            let Some(r) = self.store.retrieve(RECS, vec![rec_id], vec![]).await?.pop() else { return Ok(()) };
+            let Ok(record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else { return Ok(()) };
+            let mut g = self.inner.lock();
+            g.recs.entry(rec_id).or_insert(record);
+            g.order.push_back(rec_id);
+        }
+        let mut g = self.inner.lock();
+        let Some(rec) = g.recs.get_mut(&rec_id) else { return Ok(()) };
+        let Some(source) = rec.items.get(product_id).cloned() else { return Ok(()) };
+        if !rec.attributed.insert(format!("{product_id}|{}", kind.as_str())) {
+            return Ok(());
+        }
+        g.dirty_recs.insert(rec_id);
+        let key = (at.date_naive(), source);
+        let c = g.counters.entry(key.clone()).or_default();
+        match kind {
+            Kind::Click => c.clicks += 1,
+            Kind::Cart => c.carts += 1,
+            Kind::Purchase => c.purchases += 1,
+            _ => {}
+        }
+        g.dirty_counters.insert(key);
+        Ok(())
+    }
+
+    /// Write what changed since the last flush.
+    pub async fn flush(&self) -> Result<()> {
+        let (counters, recs) = {
+            let mut g = self.inner.lock();
+            let counters: Vec<((NaiveDate, String), Counters)> = g
+                .dirty_counters
+                .drain()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|k| g.counters.get(&k).map(|c| (k, *c)))
+                .collect();
+            let recs: Vec<(Uuid, RecRecord)> = g
+                .dirty_recs
+                .drain()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|id| g.recs.get(&id).map(|r| (id, r.clone())))
+                .collect();
+            (counters, recs)
+        };
+        let points: Vec<Point> = counters
+            .into_iter()
+            .map(|((day, source), c)| {
+                let mut payload = serde_json::to_value(c).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+                payload.insert("day".into(), json!(day.to_string()));
+                payload.insert("source".into(), json!(source));
+                Point { id: counter_point(day, &source), vectors: vec![], payload }
+            })
+            .collect();
+        self.store.upsert(STATS, points).await?;
+        let points = recs
+            .into_iter()
+            .map(|(id, r)| {
+                let payload = serde_json::to_value(r)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(Point { id, vectors: vec![], payload })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.store.upsert(RECS, points).await
+    }
+
+    /// Counters from `from` to `to` (inclusive): per source, per day and source, and in total.
+    pub fn report(&self, from: NaiveDate, to: NaiveDate) -> Value {
+        let g = self.inner.lock();
+        let mut per_source: BTreeMap<String, Counters> = BTreeMap::new();
+        let mut total = Counters::default();
+        let mut days = Vec::new();
+        for ((day, source), c) in g.counters.range((from, String::new())..) {
+            if *day > to {
+                break;
+            }
+            per_source.entry(source.clone()).or_default().add(c);
+            total.add(c);
+            let mut row = c.to_json();
+            row["day"] = json!(day.to_string());
+            row["source"] = json!(source);
+            days.push(row);
+        }
+        json!({
+            "from": from.to_string(),
+            "to": to.to_string(),
+            "total": total.to_json(),
+            "per_source": per_source.iter().map(|(s, c)| (s.clone(), c.to_json())).collect::<serde_json::Map<_, _>>(),
+            "per_day": days,
+        })
+    }
+}
