@@ -482,6 +482,19 @@ impl Store {
     }
 
     /// Build indexes where enough points are unindexed; returns whether anything was done.
+    /// Rewrite a collection from its live points only (fresh segments, indexes and WAL), so that
+    /// deleted and overwritten data no longer exists on disk. Readers and writers of the
+    /// collection wait meanwhile; it takes time proportional to the collection's size.
+    pub async fn compact(&self, collection: &str) -> Result<()> {
+        let c = self.full(collection);
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.compact(&c)).await
+            }
+        }
+    }
+
     pub async fn maintain(&self) -> Result<bool> {
         match &self.backend {
             Backend::Edge(e) => {
