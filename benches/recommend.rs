@@ -67,7 +67,8 @@ fn main() {
         runtime.block_on(generate(&services, spec, |line| eprintln!("  {line}"))).expect("generate the shop");
         std::fs::write(&marker, serde_json::to_vec(&spec).unwrap()).unwrap();
     }
-    let state = aisle::api::AppState::new(config, (threads, aisle::infer::threads::ThreadSource::Config), "cpu".into());
+    let state = aisle::api::AppState::new(config, (threads, aisle::infer::threads::ThreadSource::Config), "cpu".into())
+        .unwrap();
     state.set_services(services);
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

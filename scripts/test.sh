@@ -5,6 +5,16 @@
 # `openai` Python client against a real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The no-egress test runs the server in a network namespace (unshare, ip) under strace.
+missing=()
+command -v strace >/dev/null || missing+=(strace)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} from Debian's packages (for the no-egress test)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+fi
 models/fetch.sh --with-qwen
 data/fetch.sh
 cargo fmt --all -- --check

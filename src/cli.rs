@@ -1,4 +1,4 @@
-//! The `aisle` command: `serve`, `import`, `models`.
+//! The `aisle` command: `serve`, `import`, `models`, `keys`.
 //!
 //! Configuration comes from `aisle.toml` < `AISLE_*` environment < the flags here. This module
 //! parses the command line and calls the domain modules; it knows nothing of HTTP internals.
@@ -48,6 +48,35 @@ pub enum Command {
     /// List, verify or download models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Manage API keys (kept hashed in DATA_DIR/keys.json; a running server picks changes up).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `aisle keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once: only its hash is kept).
+    Create {
+        /// admin, app or read.
+        #[arg(long)]
+        role: String,
+        /// A name for logs and the audit log.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys (names, roles, hash prefixes).
+    List,
+    /// Delete a key by name.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+    /// Print the SHA-256 of a key, for `[auth] keys` in the configuration.
+    Hash {
+        /// The key.
+        key: String,
+    },
 }
 
 /// `aisle serve` flags.
@@ -79,6 +108,9 @@ pub struct ImportArgs {
     /// the data directory directly.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// API key for --server (an admin key for products, app for events).
+    #[arg(long, env = "AISLE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Records per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -137,8 +169,115 @@ impl Cli {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,qdrant_edge=error,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let writer = RedactingStderr(crate::privacy::pii::Redactor::new(&config.privacy.redact));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = if config.server.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// Log output: each formatted line is PII-redacted before it reaches stderr.
+struct RedactingStderr(crate::privacy::pii::Redactor);
+
+/// One log event, collected and redacted when dropped.
+pub struct RedactedLine<'a> {
+    redactor: &'a crate::privacy::pii::Redactor,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for RedactedLine<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine<'_> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), self.redactor.redact(&text).as_bytes());
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactedLine<'a>;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine { redactor: &self.0, buf: Vec::with_capacity(256) }
+    }
+}
+
+/// `aisle keys ...`: edits DATA_DIR/keys.json (no store, so it works beside a running server).
+fn keys_command(config: &Config, cmd: KeysCommand) -> Result<ExitCode> {
+    use crate::privacy::apikeys::{
+        Role, StoredKey, generate_key, hash_key, keys_file, read_keys_file, write_keys_file,
+    };
+    let path = keys_file(&config.store.data_dir);
+    let audit = |action: &str, subject: Option<String>| -> Result<()> {
+        crate::privacy::audit::AuditLog::open(&config.store.data_dir)?.append(&crate::privacy::audit::AuditEntry {
+            ts: chrono::Utc::now(),
+            actor: "cli".into(),
+            role: "admin".into(),
+            action: action.into(),
+            subject,
+            status: 0,
+        })
+    };
+    match cmd {
+        KeysCommand::Create { role, name } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| Error::invalid("/role", format!("must be admin, app or read, not '{role}'")))?;
+            if name.trim().is_empty() || name.len() > 100 {
+                return Err(Error::invalid("/name", "must be 1 to 100 characters"));
+            }
+            let mut keys = read_keys_file(&path)?;
+            if keys.iter().any(|k| k.name == name) {
+                return Err(Error::Conflict(format!("a key named '{name}' exists; revoke it first")));
+            }
+            let key = generate_key();
+            keys.push(StoredKey {
+                name: name.clone(),
+                role,
+                sha256: hash_key(&key),
+                created_at: Some(chrono::Utc::now()),
+            });
+            write_keys_file(&path, &keys)?;
+            audit("keys.create", Some(format!("key:{name}")))?;
+            eprintln!(
+                "created {} key '{name}' (stored hashed in {}); it is shown only now:",
+                role.as_str(),
+                path.display()
+            );
+            println!("{key}");
+        }
+        KeysCommand::List => {
+            for k in read_keys_file(&path)? {
+                println!(
+                    "{}\t{}\t{}…\t{}",
+                    k.name,
+                    k.role.as_str(),
+                    &k.sha256[..12],
+                    k.created_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                );
+            }
+            for k in &config.auth.keys {
+                println!("{}\t{}\t{}…\t(configuration)", k.name, k.role, &k.sha256[..12.min(k.sha256.len())]);
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let mut keys = read_keys_file(&path)?;
+            let before = keys.len();
+            keys.retain(|k| k.name != name);
+            if keys.len() == before {
+                return Err(Error::not_found("key", name));
+            }
+            write_keys_file(&path, &keys)?;
+            audit("keys.revoke", Some(format!("key:{name}")))?;
+            eprintln!("revoked '{name}'");
+        }
+        KeysCommand::Hash { key } => println!("{}", hash_key(&key)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Run a parsed command line; the exit code says how it went.
@@ -163,6 +302,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(import_records(&config, args, Records::Events))
         }
         Command::Models(cmd) => runtime.block_on(crate::models::run(&config, cmd)),
+        Command::Keys(cmd) => keys_command(&config, cmd),
     }
 }
 
@@ -220,7 +360,7 @@ async fn import_records(config: &Config, args: ImportArgs, kind: Records) -> Res
     );
     let started = std::time::Instant::now();
     let summary = match &args.server {
-        Some(url) => import_via_server(url, kind, rows, batch, &progress)?,
+        Some(url) => import_via_server(url, args.api_key.as_deref(), kind, rows, batch, &progress)?,
         None => {
             let store = crate::store::Store::open(&config.store)?;
             let c = config.clone();
@@ -305,6 +445,7 @@ async fn import_records(config: &Config, args: ImportArgs, kind: Records) -> Res
 /// Send rows in batches to a running server, merging its answers.
 fn import_via_server(
     url: &str,
+    api_key: Option<&str>,
     kind: Records,
     rows: Vec<crate::catalog::import::Row>,
     batch: usize,
@@ -321,17 +462,20 @@ fn import_via_server(
         }
         let lines: Vec<usize> = pending.iter().map(|(l, _)| *l).collect();
         let records: Vec<serde_json::Value> = pending.drain(..).map(|(_, v)| v).collect();
-        let answer: serde_json::Value =
-            match agent.post(&endpoint).send_json(serde_json::json!({ kind.key(): records })) {
-                Ok(r) => r.into_json().map_err(|e| Error::io(format!("bad answer from {endpoint}"), e))?,
-                Err(ureq::Error::Status(code, r)) => {
-                    return Err(Error::Conflict(format!(
-                        "{endpoint} answered {code}: {}",
-                        r.into_string().unwrap_or_default()
-                    )));
-                }
-                Err(e) => return Err(Error::Unavailable(format!("cannot reach {endpoint}: {e}"))),
-            };
+        let mut request = agent.post(&endpoint);
+        if let Some(k) = api_key {
+            request = request.set("authorization", &format!("Bearer {k}"));
+        }
+        let answer: serde_json::Value = match request.send_json(serde_json::json!({ kind.key(): records })) {
+            Ok(r) => r.into_json().map_err(|e| Error::io(format!("bad answer from {endpoint}"), e))?,
+            Err(ureq::Error::Status(code, r)) => {
+                return Err(Error::Conflict(format!(
+                    "{endpoint} answered {code}: {}",
+                    r.into_string().unwrap_or_default()
+                )));
+            }
+            Err(e) => return Err(Error::Unavailable(format!("cannot reach {endpoint}: {e}"))),
+        };
         let n = |k: &str| answer[k].as_u64().unwrap_or(0) as usize;
         summary.accepted += n("accepted");
         // Rejected rows, with pointers made relative to the row again.

@@ -33,6 +33,8 @@ pub struct Config {
     pub recommend: RecommendConfig,
     /// Privacy.
     pub privacy: PrivacyConfig,
+    /// API keys and limits.
+    pub auth: AuthConfig,
 }
 
 /// `[server]`: the HTTP edge.
@@ -283,8 +285,8 @@ impl Default for RecommendConfig {
     }
 }
 
-/// `[privacy]`: keys and consent.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[privacy]`: keys, consent, redaction and retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// Secret for pseudonymous customer keys; empty: generated into the data directory.
@@ -292,6 +294,55 @@ pub struct PrivacyConfig {
     /// Treat customers without a consent record as consenting to personalization and
     /// analytics (default false: consent is opt-in, given with PUT /v1/customers/{id}).
     pub implicit_consent: bool,
+    /// PII kinds redacted before anything is logged, stored or embedded
+    /// (`email`, `phone`, `card`, `iban`, `address`); empty turns redaction off.
+    pub redact: Vec<crate::privacy::pii::PiiKind>,
+    /// Seconds between retention runs (events older than `events.max_age_days` are purged).
+    pub retention_interval_secs: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            secret: String::new(),
+            implicit_consent: false,
+            redact: crate::privacy::pii::PiiKind::ALL.to_vec(),
+            retention_interval_secs: 3600,
+        }
+    }
+}
+
+/// `[auth]`: API keys with roles, and per-key limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Keys given in the configuration (besides those made by `aisle keys create`, kept in
+    /// `DATA_DIR/keys.json`). With no key anywhere, authentication is off.
+    pub keys: Vec<ApiKeyConfig>,
+    /// Requests per second each key may make (0 = no limit); above it: 429 + Retry-After.
+    pub rate_per_sec: f64,
+    /// Requests a key may make in a burst above its rate.
+    pub burst: f64,
+    /// Requests of one key in flight at once (0 = no limit); above it: 429 + Retry-After.
+    pub max_concurrent: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { keys: vec![], rate_per_sec: 0.0, burst: 50.0, max_concurrent: 0 }
+    }
+}
+
+/// An API key given in the configuration: only its SHA-256 is stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and the audit log.
+    pub name: String,
+    /// `admin`, `app` or `read`.
+    pub role: String,
+    /// Hex SHA-256 of the key (`aisle keys hash` prints it).
+    pub sha256: String,
 }
 
 impl Config {
@@ -361,6 +412,17 @@ impl Config {
         if self.recommend.candidates == 0 || self.recommend.max_limit == 0 || self.recommend.default_limit == 0 {
             problems.push("recommend.candidates, max_limit and default_limit must be at least 1".to_string());
         }
+        if self.auth.rate_per_sec < 0.0 || self.auth.burst < 1.0 {
+            problems.push("auth.rate_per_sec must not be negative and auth.burst must be at least 1".to_string());
+        }
+        for k in &self.auth.keys {
+            if !matches!(k.role.as_str(), "admin" | "app" | "read") {
+                problems.push(format!("auth.keys '{}': role must be admin, app or read, not '{}'", k.name, k.role));
+            }
+            if k.sha256.len() != 64 || hex::decode(&k.sha256).is_err() {
+                problems.push(format!("auth.keys '{}': sha256 must be 64 hex digits", k.name));
+            }
+        }
         if self.search.dense_weight < 0.0 || self.search.keyword_weight < 0.0 {
             problems.push("search weights must not be negative".to_string());
         }
@@ -417,6 +479,17 @@ fn parse_env_value(like: &toml::Value, raw: &str) -> std::result::Result<toml::V
             "0" | "false" | "no" | "off" => false,
             _ => return Err("expected true or false".into()),
         }),
+        // Lists: a JSON array, or comma-separated strings.
+        toml::Value::Array(_) => {
+            let json: serde_json::Value = if raw.trim_start().starts_with('[') {
+                serde_json::from_str(raw).map_err(|e| format!("not a JSON array: {e}"))?
+            } else {
+                serde_json::Value::Array(
+                    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.into()).collect(),
+                )
+            };
+            toml::Value::try_from(json).map_err(|e| format!("cannot use this list: {e}"))?
+        }
         _ => return Err("this key cannot be set from the environment".into()),
     })
 }

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fault;
 pub mod infer;
 pub mod models;
 pub mod privacy;

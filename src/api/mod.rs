@@ -2,6 +2,8 @@
 //! and graceful shutdown. Handlers are thin: parse and validate, call the domain module, map
 //! the result. Nothing here touches a tensor or a Qdrant type.
 
+pub mod admin;
+pub mod auth;
 pub mod customers;
 pub mod events;
 pub mod extract;
@@ -33,6 +35,10 @@ use crate::infer::chat::{ChatModel, Generator};
 use crate::infer::threads::ThreadSource;
 use crate::infer::{Embedder, EmbeddingModel, select_device};
 use crate::privacy::Keyring;
+use crate::privacy::apikeys::KeyStore;
+use crate::privacy::audit::AuditLog;
+use crate::privacy::erasure::Privacy;
+use crate::privacy::pii::Redactor;
 use crate::recommend::{Recommender, Stats};
 use crate::store::Store;
 
@@ -52,6 +58,10 @@ pub struct Services {
     pub events: Events,
     /// Recommendations (and their statistics).
     pub recommender: Recommender,
+    /// Export and erasure.
+    pub privacy: Privacy,
+    /// PII redaction for text that is stored or embedded.
+    pub redactor: Redactor,
 }
 
 impl Services {
@@ -63,7 +73,33 @@ impl Services {
     }
 }
 
+/// Keys, limits and the audit log: ready before the models are.
+pub struct Security {
+    /// API keys.
+    pub keys: KeyStore,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Keyed hashes (audit subjects).
+    pub keyring: Keyring,
+    /// Per-key limits.
+    pub limits: auth::Limiter,
+}
+
+impl Security {
+    /// Open the keys, the audit log and the keyring under the data directory.
+    pub fn open(config: &Config) -> Result<Self> {
+        let dir = &config.store.data_dir;
+        Ok(Self {
+            keys: KeyStore::load(&config.auth.keys, dir)?,
+            audit: AuditLog::open(dir)?,
+            keyring: Keyring::load_or_create(dir, &config.privacy.secret)?,
+            limits: auth::Limiter::new(config.auth.rate_per_sec, config.auth.burst, config.auth.max_concurrent),
+        })
+    }
+}
+
 struct Inner {
+    security: Security,
     config: Config,
     services: OnceLock<Services>,
     started: Instant,
@@ -79,8 +115,23 @@ pub struct AppState {
 
 impl AppState {
     /// State with no services yet (they arrive with [`AppState::set_services`]).
-    pub fn new(config: Config, threads: (usize, ThreadSource), device: String) -> Self {
-        Self { inner: Arc::new(Inner { config, services: OnceLock::new(), started: Instant::now(), threads, device }) }
+    pub fn new(config: Config, threads: (usize, ThreadSource), device: String) -> Result<Self> {
+        let security = Security::open(&config)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                security,
+                config,
+                services: OnceLock::new(),
+                started: Instant::now(),
+                threads,
+                device,
+            }),
+        })
+    }
+
+    /// Keys, limits and the audit log.
+    pub fn security(&self) -> &Security {
+        &self.inner.security
     }
 
     /// The configuration.
@@ -111,11 +162,17 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(recommend::routes())
         .merge(metrics::routes())
+        .merge(admin::routes())
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(problem::panicked))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the route, never the raw path: paths carry customer ids.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
+            tracing::debug_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("(unmatched)"))
+        }))
         .with_state(state)
 }
 
@@ -147,12 +204,26 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
     };
     let runtime = tokio::runtime::Handle::current();
     let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
+    let redactor = Redactor::new(&config.privacy.redact);
     let dim = embedder.info().dim;
-    let (catalog, profiles, events, recommender) = runtime.block_on(async {
+    let (catalog, profiles, events, recommender, privacy) = runtime.block_on(async {
         let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
-        let profiles = Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent).await?;
+        let profiles =
+            Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent, redactor.clone()).await?;
         let events =
-            Events::open(store.clone(), catalog.clone(), profiles.clone(), keys, config.events.clone()).await?;
+            Events::open(store.clone(), catalog.clone(), profiles.clone(), keys.clone(), config.events.clone()).await?;
+        let privacy = Privacy::new(
+            store.clone(),
+            keys,
+            catalog.clone(),
+            profiles.clone(),
+            events.clone(),
+            &config.store.data_dir,
+        );
+        let resumed = privacy.resume().await?;
+        if resumed > 0 {
+            tracing::info!(erasures = resumed, "finished interrupted erasures");
+        }
         let stats = Arc::new(Stats::open(store.clone()).await?);
         let recommender = Recommender::new(
             store.clone(),
@@ -162,9 +233,9 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             stats,
             config.recommend.clone(),
         );
-        Ok::<_, Error>((catalog, profiles, events, recommender))
+        Ok::<_, Error>((catalog, profiles, events, recommender, privacy))
     })?;
-    Ok(Services { store, embedder, catalog, generator, profiles, events, recommender })
+    Ok(Services { store, embedder, catalog, generator, profiles, events, recommender, privacy, redactor })
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the
@@ -187,7 +258,12 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
         .map_err(|e| Error::io(format!("cannot listen on {}", config.server.listen), e))?;
     let addr = listener.local_addr().map_err(|e| Error::io("local address", e))?;
     let device = select_device(&config.models.device)?;
-    let state = AppState::new(config.clone(), threads, crate::infer::device_name(&device));
+    let state = AppState::new(config.clone(), threads, crate::infer::device_name(&device))?;
+    if !state.security().keys.enabled() {
+        tracing::warn!(
+            "no API keys configured: every request is allowed (create one with `aisle keys create --role admin`)"
+        );
+    }
     // Machine-readable for scripts and tests; logs go to stderr.
     println!("aisle listening on http://{addr}");
     tracing::info!(%addr, threads = threads.0, "listening");
@@ -207,15 +283,28 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
             }
         });
     }
+    let config_retention = config.privacy.retention_interval_secs;
     let maintenance = {
         let store = store.clone();
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             let mut n = 0u64;
+            let retention_every = Duration::from_secs(config_retention.max(1));
+            let mut last_retention: Option<Instant> = None;
             loop {
                 tick.tick().await;
                 n += 1;
+                if let Ok(s) = state.services()
+                    && last_retention.is_none_or(|t| t.elapsed() >= retention_every)
+                {
+                    last_retention = Some(Instant::now());
+                    match s.events.purge_expired(chrono::Utc::now()).await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::info!(purged, "retention: purged expired events"),
+                        Err(e) => tracing::warn!(error = %e, "retention failed"),
+                    }
+                }
                 if let Ok(s) = state.services()
                     && let Err(e) = s.recommender.stats().flush().await
                 {

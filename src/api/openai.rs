@@ -497,6 +497,8 @@ async fn embeddings(
     if !errors.is_empty() {
         return Err(Error::Invalid(errors).into());
     }
+    // PII is redacted before anything is embedded ([privacy] redact).
+    let inputs: Vec<String> = inputs.into_iter().map(|t| services.redactor.redact(&t).into_owned()).collect();
     if req.model != info.name {
         return Err(unknown_model(&state, &req.model));
     }

@@ -19,10 +19,15 @@ pub fn routes() -> Router<AppState> {
 
 async fn search(
     State(state): State<AppState>,
-    JsonBody(request): JsonBody<SearchRequest>,
+    JsonBody(mut request): JsonBody<SearchRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let hits = state.services()?.catalog.search(&request, &state.config().search).await?;
+    let services = state.services()?;
+    // Shoppers type anything into a search box: PII never reaches the embedding model.
+    if let std::borrow::Cow::Owned(q) = services.redactor.redact(&request.query) {
+        request.query = q;
+    }
+    let hits = services.catalog.search(&request, &state.config().search).await?;
     Ok(Json(json!({"items": hits, "took_ms": started.elapsed().as_secs_f64() * 1000.0})))
 }
 

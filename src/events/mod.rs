@@ -35,6 +35,11 @@ pub use profile::{Consent, CustomerInput, Profile, Profiles};
 /// Logical name of the events collection.
 pub const EVENTS: &str = "events";
 
+/// Event payload: the log-term this event added to its product's trending score.
+pub const POP_TERM: &str = "pop_term";
+/// Event payload: the products this event was counted as bought together with.
+pub const CO_WITH: &str = "co_with";
+
 /// Start of the forward-decay clock for popularity (any fixed instant works).
 const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
@@ -358,22 +363,6 @@ impl Events {
                 consents.insert(c.clone(), self.profiles.consent_of_key(c).await?);
             }
         }
-        let mut points = Vec::with_capacity(events.len());
-        for e in &events {
-            let analytics = e.customer.as_ref().is_some_and(|c| consents[c].analytics);
-            let mut payload = Payload::new();
-            payload.insert("event_id".into(), json!(e.id));
-            payload.insert("customer".into(), if analytics { json!(e.customer) } else { Value::Null });
-            payload.insert("session".into(), json!(e.session));
-            payload.insert("product_id".into(), json!(e.product_id));
-            payload.insert("kind".into(), json!(e.kind.as_str()));
-            payload.insert("value".into(), json!(e.value));
-            payload.insert("ts".into(), json!(e.timestamp.timestamp()));
-            payload.insert("rec_id".into(), json!(e.rec_id.map(|r| r.to_string())));
-            points.push(Point { id: event_point(&e.id), vectors: vec![], payload });
-        }
-        self.store.upsert(EVENTS, points).await?;
-
         let _writes = self.catalog.product_writes().lock().await;
         // Product vectors and numbers of everything involved, in one read.
         let mut involved: Vec<String> = events.iter().map(|e| e.product_id.clone()).collect();
@@ -422,6 +411,9 @@ impl Events {
             );
         }
 
+        // What each event adds, kept in its record so that erasure can take exactly that away.
+        let mut pop_terms: HashMap<&str, f64> = HashMap::new();
+        let mut co_with: HashMap<&str, Vec<String>> = HashMap::new();
         // Popularity (everyone, anonymous too; impressions and returns do not add to it).
         let lambda = std::f64::consts::LN_2 / (self.config.trending_half_life_days * 86_400.0);
         for e in &events {
@@ -431,6 +423,7 @@ impl Events {
             }
             if let Some(p) = products.get_mut(&e.product_id) {
                 let term = w.ln() + lambda * (e.timestamp.timestamp() - EPOCH) as f64;
+                pop_terms.insert(e.id.as_str(), term);
                 p.trend = Some(match p.trend {
                     Some(t) => log_add_exp(t, term),
                     None => term,
@@ -479,11 +472,30 @@ impl Events {
                     *p.co.entry(b_num).or_default() += 1.0;
                     p.co_changed = true;
                 }
+                co_with.entry(e.id.as_str()).or_default().push(other.clone());
             }
             if !basket.iter().any(|(p, _)| p == &e.product_id) {
                 basket.push((e.product_id.clone(), e.timestamp.timestamp()));
             }
         }
+        let mut points = Vec::with_capacity(events.len());
+        for e in &events {
+            let analytics = e.customer.as_ref().is_some_and(|c| consents[c].analytics);
+            let mut payload = Payload::new();
+            payload.insert("event_id".into(), json!(e.id));
+            payload.insert("customer".into(), if analytics { json!(e.customer) } else { Value::Null });
+            payload.insert("session".into(), json!(e.session));
+            payload.insert("product_id".into(), json!(e.product_id));
+            payload.insert("kind".into(), json!(e.kind.as_str()));
+            payload.insert("value".into(), json!(e.value));
+            payload.insert("ts".into(), json!(e.timestamp.timestamp()));
+            payload.insert("rec_id".into(), json!(e.rec_id.map(|r| r.to_string())));
+            payload.insert(POP_TERM.into(), json!(pop_terms.get(e.id.as_str())));
+            payload.insert(CO_WITH.into(), json!(co_with.get(e.id.as_str()).cloned().unwrap_or_default()));
+            points.push(Point { id: event_point(&e.id), vectors: vec![], payload });
+        }
+        self.store.upsert(EVENTS, points).await?;
+
         let mut vector_updates = Vec::new();
         let mut trend_updates = Vec::new();
         for p in products.values() {
@@ -528,6 +540,43 @@ impl Events {
         out.sort_by_key(|x| std::cmp::Reverse(x.1));
         out.dedup_by(|a, b| a.0 == b.0);
         Ok(out)
+    }
+
+    /// Every stored event of a customer key (payloads), oldest first.
+    pub async fn of_customer(&self, customer_key: &str) -> Result<Vec<Payload>> {
+        let filter = Filter::default().must(Condition::Keyword { key: "customer".into(), value: customer_key.into() });
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let page = self.store.scroll(EVENTS, Some(filter.clone()), offset, 1000).await?;
+            out.extend(page.records.into_iter().map(|r| r.payload));
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        out.sort_by_key(|p| p.get("ts").and_then(Value::as_i64).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// Delete every event of a customer key.
+    pub async fn delete_of_customer(&self, customer_key: &str) -> Result<()> {
+        let filter = Filter::default().must(Condition::Keyword { key: "customer".into(), value: customer_key.into() });
+        self.store.delete_by_filter(EVENTS, filter).await
+    }
+
+    /// Retention: delete events older than `events.max_age_days`, then rewrite the collection
+    /// so their bytes are gone from disk. Returns how many were deleted.
+    pub async fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize> {
+        let cutoff = now.timestamp() - (self.config.max_age_days * 86_400.0) as i64;
+        let filter =
+            Filter::default().must(Condition::Range { key: "ts".into(), gte: None, lte: Some((cutoff - 1) as f64) });
+        let n = self.store.count(EVENTS, Some(filter.clone())).await?;
+        if n > 0 {
+            self.store.delete_by_filter(EVENTS, filter).await?;
+            self.store.compact(EVENTS).await?;
+        }
+        Ok(n)
     }
 
     /// Product ids of a customer's impression events since `since` (to exclude what was shown).

@@ -16,6 +16,7 @@ use super::{Event, Kind};
 use crate::config::EventsConfig;
 use crate::error::{Error, FieldError, Result};
 use crate::privacy::Keyring;
+use crate::privacy::pii::Redactor;
 use crate::store::{CollectionSpec, DenseSpec, Distance, IndexKind, Point, Store, Vector, point_id};
 
 /// Logical name of the customers collection.
@@ -135,6 +136,7 @@ pub struct Profiles {
     store: Store,
     keys: Keyring,
     implicit_consent: bool,
+    redactor: Redactor,
 }
 
 /// The customers collection's layout for an embedding model of `dim` dimensions.
@@ -155,9 +157,20 @@ fn customer_point(key: &str) -> Uuid {
 
 impl Profiles {
     /// Open the customer service, creating its collection if needed.
-    pub async fn open(store: Store, keys: Keyring, dim: usize, implicit_consent: bool) -> Result<Self> {
+    pub async fn open(
+        store: Store,
+        keys: Keyring,
+        dim: usize,
+        implicit_consent: bool,
+        redactor: Redactor,
+    ) -> Result<Self> {
         store.ensure_collection(&collection_spec(dim)).await?;
-        Ok(Self { store, keys, implicit_consent })
+        Ok(Self { store, keys, implicit_consent, redactor })
+    }
+
+    /// Delete a customer's stored profile (erasure).
+    pub async fn delete_key(&self, key: &str) -> Result<()> {
+        self.store.delete(CUSTOMERS, vec![customer_point(key)]).await
     }
 
     /// The pseudonymous key of a customer id.
@@ -264,7 +277,12 @@ impl Profiles {
             profile.taste_mass = 0.0;
         }
         if let Some(attrs) = input.attributes {
-            profile.attributes = attrs;
+            // Attributes are meant to be non-personal; PII that slips in is redacted anyway.
+            let mut attrs = Value::Object(attrs);
+            self.redactor.redact_json(&mut attrs);
+            if let Value::Object(attrs) = attrs {
+                profile.attributes = attrs;
+            }
         }
         profile.updated_at = Utc::now();
         self.save(vec![&profile]).await?;

@@ -1,9 +1,14 @@
-//! Privacy: pseudonymous customer keys, and (as the privacy issue lands) PII redaction,
-//! consent, erasure, export and the audit log.
+//! Privacy: pseudonymous customer keys ([`Keyring`]), PII redaction ([`pii`]), API keys
+//! ([`apikeys`]), the audit log ([`audit`]), and erasure and export ([`erasure`]).
 //!
 //! A customer's external id is never stored: every record is keyed by HMAC-SHA256 of it under a
 //! secret that lives only in the data directory (created on first start, mode 0600) or in the
 //! configuration. Without the secret the key cannot be linked back to the id.
+
+pub mod apikeys;
+pub mod audit;
+pub mod erasure;
+pub mod pii;
 
 use std::path::Path;
 
@@ -66,6 +71,12 @@ impl Keyring {
     /// The pseudonymous key of a customer id.
     pub fn customer_key(&self, customer_id: &str) -> String {
         self.mac("customer", customer_id)
+    }
+
+    /// The subject recorded in the audit log for a customer id: another keyed hash, so the log
+    /// cannot be joined with stored records (nor with the erased customer's key).
+    pub fn audit_subject(&self, customer_id: &str) -> String {
+        self.mac("audit", customer_id)[..32].to_string()
     }
 
     /// The pseudonymous key of an anonymous session id.

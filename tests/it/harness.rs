@@ -69,11 +69,20 @@ pub struct Server {
     pub base: String,
     pid: u32,
     exited: std::sync::Mutex<mpsc::Receiver<std::process::ExitStatus>>,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Start `aisle serve` on a free port over `data_dir` and wait until `/readyz` is 200.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Self::start_wrapped(data_dir, env, &[])
+    }
+
+    /// As [`Server::start`], run under `wrapper` (e.g. `strace -f -o FILE`).
+    pub fn start_wrapped(data_dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let logs_in = logs.clone();
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
         let (tx, rx) = mpsc::channel();
         let (exit_tx, exit_rx) = mpsc::channel();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -81,7 +90,14 @@ impl Server {
         // The child is spawned from a thread that lives as long as the test process, so that
         // PR_SET_PDEATHSIG (which fires when the spawning *thread* exits) kills it with us.
         std::thread::spawn(move || {
-            let mut cmd = aisle();
+            let mut cmd = if wrapper.is_empty() {
+                aisle()
+            } else {
+                let mut c = Command::new(&wrapper[0]);
+                c.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_aisle"));
+                c.env("RUST_LOG", "info,qdrant_edge=warn").env_remove("QDRANT_URL");
+                c
+            };
             cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
                 .arg(&dd)
                 .arg("--models-dir")
@@ -105,6 +121,7 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     eprintln!("[aisle {pid}] {line}");
+                    logs_in.lock().unwrap().push(line);
                 }
             });
             let mut sent = false;
@@ -128,7 +145,7 @@ impl Server {
             Ok(Err(status)) => panic!("aisle serve exited before listening: {status}"),
             Err(_) => panic!("aisle serve did not start listening within 60s"),
         };
-        let server = Server { base, pid, exited: std::sync::Mutex::new(exit_rx) };
+        let server = Server { base, pid, exited: std::sync::Mutex::new(exit_rx), logs };
         server.wait_ready(Duration::from_secs(180));
         server
     }
@@ -147,6 +164,28 @@ impl Server {
             assert!(started.elapsed() < timeout, "server not ready after {timeout:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stop a server started under a wrapper: SIGTERM to the wrapper's children (the server),
+    /// then wait for the wrapper to exit with it.
+    pub fn stop_wrapped(self) -> std::process::ExitStatus {
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid)).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            unsafe {
+                libc::kill(child, libc::SIGTERM);
+            }
+        }
+        self.exited.lock().unwrap().recv_timeout(Duration::from_secs(60)).expect("server did not stop")
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Wait for the process to exit by itself (e.g. an injected crash).
+    pub fn wait_exit(self) -> std::process::ExitStatus {
+        self.exited.lock().unwrap().recv_timeout(Duration::from_secs(60)).expect("server did not exit")
     }
 
     /// The URL of `path`.
@@ -183,6 +222,61 @@ pub fn import_demo(data_dir: &Path) {
         .output()
         .unwrap();
     assert!(out.status.success(), "demo import failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A fresh data directory holding the demo catalog (imported once per test process, then
+/// copied: an import embeds 643 products, a copy takes milliseconds).
+pub fn demo_copy(name: &str) -> PathBuf {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        let dir = temp_dir("demo-template");
+        import_demo(&dir);
+        dir
+    });
+    let dir = temp_dir(name);
+    let status = Command::new("cp").arg("-a").arg(format!("{}/.", template.display())).arg(&dir).status().unwrap();
+    assert!(status.success(), "copying the demo data failed");
+    dir
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// A request with a bearer key; returns status, headers and body.
+pub fn call(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut r = client().request(method.parse().unwrap(), url);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(b);
+    }
+    let r = r.send().unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().unwrap_or(Value::Null))
 }
 
 /// The one server of this test binary, with the demo catalog imported.

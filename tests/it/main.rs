@@ -8,6 +8,7 @@ mod durability;
 mod embed;
 mod errors;
 mod import;
+mod privacy;
 mod products;
 mod recommend;
 mod search;

@@ -33,8 +33,13 @@ fn product(v: &Value) -> &Value {
     &v["product"]
 }
 
+/// The first category: from the demo file for demo products, else from the shared server
+/// (tests add their own products to it).
 fn category_of(id: &str) -> String {
-    demo_products()[id]["categories"][0].as_str().unwrap().to_string()
+    match demo_products().get(id) {
+        Some(p) => p["categories"][0].as_str().unwrap().to_string(),
+        None => get(&shared().url(&format!("/v1/products/{id}"))).1["categories"][0].as_str().unwrap_or("").to_string(),
+    }
 }
 
 const HEADPHONES: &str = "Headphones & Earbuds";

@@ -174,6 +174,8 @@ impl Generator {
     /// Render a conversation with the model's template and tokenize it.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<Vec<u32>> {
         let text = self.template.render(messages, true, self.tokenizer.special_texts())?;
+        // For debugging prompts; the log writer redacts PII from it like from every line.
+        tracing::debug!(prompt = %text, "rendered chat prompt");
         // The template writes BOS itself where the model wants one.
         let mut ids = self.tokenizer.encode(&text, false, true)?;
         if let Some(bos) = self.tokenizer.bos()

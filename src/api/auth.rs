@@ -1,0 +1,314 @@
+//! Authentication, authorization, limits and the audit trail, in one middleware over every
+//! route.
+//!
+//! [`ROUTES`] is the one table of what each endpoint needs: `Public` (health probes only),
+//! or a role (`read` < `app` < `admin`). A route missing from the table needs `admin` (closed by
+//! default). With API keys configured, a request without a valid key gets 401 (with
+//! `WWW-Authenticate`), a key whose role is too low 403. Per-key rate and concurrency limits
+//! answer 429 with `Retry-After`. Audited routes (catalog writes, privacy operations, the audit
+//! log itself) are appended to the audit log with the outcome, denied attempts included.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::AppState;
+use super::problem::Problem;
+use crate::privacy::apikeys::{Check, Principal, Role};
+use crate::privacy::audit::AuditEntry;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (liveness and readiness probes).
+    Public,
+    /// Keys with at least this role.
+    Role(Role),
+}
+
+/// What an audited route acts on: the `{id}` of its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// Not audited.
+    None,
+    /// Audited, no subject.
+    Plain,
+    /// Audited; the subject is a customer (recorded as a keyed hash).
+    Customer,
+    /// Audited; the subject is a product id.
+    Product,
+}
+
+/// One endpoint's rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// HTTP method.
+    pub method: &'static str,
+    /// The route as registered.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Whether and how it is audited.
+    pub audit: Subject,
+}
+
+const fn rule(method: &'static str, path: &'static str, access: Access, audit: Subject) -> Rule {
+    Rule { method, path, access, audit }
+}
+
+use Access::{Public, Role as R};
+use Role::{Admin, App, Read};
+use Subject as S;
+
+/// Every endpoint and what it needs.
+pub const ROUTES: &[Rule] = &[
+    rule("GET", "/healthz", Public, S::None),
+    rule("GET", "/readyz", Public, S::None),
+    rule("GET", "/metrics", R(Read), S::None),
+    rule("GET", "/v1/models", R(Read), S::None),
+    rule("GET", "/v1/models/{id}", R(Read), S::None),
+    rule("GET", "/v1/products", R(Read), S::None),
+    rule("GET", "/v1/products/{id}", R(Read), S::None),
+    rule("GET", "/v1/products/{id}/similar", R(Read), S::None),
+    rule("POST", "/v1/search", R(Read), S::None),
+    rule("GET", "/v1/trending", R(Read), S::None),
+    rule("GET", "/v1/stats/recommendations", R(Read), S::None),
+    rule("POST", "/v1/events", R(App), S::None),
+    rule("GET", "/v1/customers/{id}", R(App), S::None),
+    rule("PUT", "/v1/customers/{id}", R(App), S::Customer),
+    rule("GET", "/v1/customers/{id}/recommendations", R(App), S::None),
+    rule("POST", "/v1/recommendations", R(App), S::None),
+    rule("POST", "/v1/chat/completions", R(App), S::None),
+    rule("POST", "/v1/completions", R(App), S::None),
+    rule("POST", "/v1/embeddings", R(App), S::None),
+    rule("PUT", "/v1/products/{id}", R(Admin), S::Product),
+    rule("DELETE", "/v1/products/{id}", R(Admin), S::Product),
+    rule("POST", "/v1/products:batch", R(Admin), S::Plain),
+    rule("GET", "/v1/customers/{id}/export", R(Admin), S::Customer),
+    rule("DELETE", "/v1/customers/{id}", R(Admin), S::Customer),
+    rule("GET", "/v1/admin/audit", R(Admin), S::Plain),
+    rule("POST", "/v1/admin/retention", R(Admin), S::Plain),
+];
+
+/// The rule of a matched route.
+pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
+    ROUTES.iter().find(|r| r.path == path && r.method == method.as_str())
+}
+
+/// Per-key request rate (token bucket) and concurrency.
+pub struct Limiter {
+    rate: f64,
+    burst: f64,
+    max_concurrent: usize,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    inflight: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Limiter {
+    /// Limits from the configuration (0 = none).
+    pub fn new(rate: f64, burst: f64, max_concurrent: usize) -> Self {
+        Self { rate, burst, max_concurrent, buckets: Default::default(), inflight: Default::default() }
+    }
+
+    /// Take a token, or say how long until one is there.
+    fn take(&self, who: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock();
+        let now = Instant::now();
+        let (tokens, at) = buckets.entry(who.to_string()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
+    }
+
+    /// Enter, or refuse when the key has `max_concurrent` requests in flight.
+    fn enter(&self, who: &str) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        if self.max_concurrent == 0 {
+            return Ok(None);
+        }
+        let sem = self
+            .inflight
+            .lock()
+            .entry(who.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrent)))
+            .clone();
+        sem.try_acquire_owned().map(Some).map_err(|_| ())
+    }
+}
+
+fn presented_key(req: &Request) -> Option<String> {
+    let h = req.headers();
+    if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(v[7..].trim().to_string());
+        }
+    }
+    h.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
+}
+
+fn too_many(retry: Duration, why: &str) -> Response {
+    let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", why.to_string())
+        .into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// The `{id}` segment of `path` under the route `pattern`, percent-decoded.
+fn path_id(pattern: &str, path: &str) -> Option<String> {
+    let at = pattern.split('/').position(|s| s == "{id}")?;
+    let raw = path.split('/').nth(at)?;
+    Some(percent_decode(raw))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The middleware.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let method = req.method().clone();
+    let rule = matched.as_deref().and_then(|p| rule_for(&method, p));
+    // A matched route missing from the table is closed: admin only.
+    let access = match (rule, &matched) {
+        (Some(r), _) => r.access,
+        (None, Some(_)) => Access::Role(Role::Admin),
+        (None, None) => Access::Role(Role::Read), // no such route: 404/405 for any valid key
+    };
+    let security = state.security();
+    let principal = match security.keys.check(presented_key(&req).as_deref()) {
+        Check::Open => Principal { name: "anonymous".into(), role: Role::Admin },
+        Check::Valid(p) => p,
+        Check::Invalid if access == Access::Public => Principal { name: "anonymous".into(), role: Role::Read },
+        Check::Invalid => {
+            let mut r = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "a valid API key is required: send 'Authorization: Bearer <key>'".to_string(),
+            )
+            .into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"aisle\""));
+            return r;
+        }
+    };
+    let audit = rule.map(|r| r.audit).unwrap_or(Subject::None);
+    let subject = match (audit, rule) {
+        (Subject::Customer, Some(r)) => {
+            path_id(r.path, req.uri().path()).map(|id| format!("customer:{}", security.keyring.audit_subject(&id)))
+        }
+        (Subject::Product, Some(r)) => path_id(r.path, req.uri().path()).map(|id| format!("product:{id}")),
+        _ => None,
+    };
+    let record = |status: StatusCode| {
+        if audit == Subject::None {
+            return;
+        }
+        let entry = AuditEntry {
+            ts: chrono::Utc::now(),
+            actor: principal.name.clone(),
+            role: principal.role.as_str().to_string(),
+            action: format!("{} {}", method, matched.as_deref().unwrap_or("?")),
+            subject: subject.clone(),
+            status: status.as_u16(),
+        };
+        if let Err(e) = security.audit.append(&entry) {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    };
+    if let Access::Role(needed) = access
+        && principal.role < needed
+    {
+        record(StatusCode::FORBIDDEN);
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!(
+                "the key '{}' has the role '{}'; this needs '{}'",
+                principal.name,
+                principal.role.as_str(),
+                needed.as_str()
+            ),
+        )
+        .into_response();
+    }
+    let _permit = if access == Access::Public {
+        None
+    } else {
+        if let Err(wait) = security.limits.take(&principal.name) {
+            return too_many(wait, "this key is over its request rate; retry after the time given");
+        }
+        match security.limits.enter(&principal.name) {
+            Ok(p) => p,
+            Err(()) => {
+                return too_many(Duration::from_secs(1), "this key has too many requests in flight; retry shortly");
+            }
+        }
+    };
+    let response = next.run(req).await;
+    record(response.status());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_taken_from_the_path() {
+        assert_eq!(path_id("/v1/customers/{id}/export", "/v1/customers/a%40b.com/export").as_deref(), Some("a@b.com"));
+        assert_eq!(path_id("/v1/admin/audit", "/v1/admin/audit"), None);
+    }
+
+    #[test]
+    fn the_token_bucket_refuses_above_the_burst() {
+        let l = Limiter::new(1.0, 2.0, 1);
+        assert!(l.take("k").is_ok() && l.take("k").is_ok());
+        let wait = l.take("k").unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert!(l.take("other").is_ok(), "limits are per key");
+        let p = l.enter("k").unwrap();
+        assert!(l.enter("k").is_err());
+        drop(p);
+        assert!(l.enter("k").is_ok());
+    }
+
+    #[test]
+    fn every_rule_is_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            assert!(!ROUTES[i + 1..].iter().any(|b| a.method == b.method && a.path == b.path), "{a:?} twice");
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! API keys: random bearer tokens with a role, stored only as their SHA-256 and compared in
+//! constant time. Keys come from the configuration (`[auth] keys`) and from
+//! `DATA_DIR/keys.json` (written by `aisle keys create`, mode 0600, re-read when it changes).
+//! With no key anywhere, authentication is off and every request acts as `admin`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::ApiKeyConfig;
+use crate::error::{Error, Result};
+
+/// What a key may do. Each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read the catalog, search, trending, statistics, models, metrics.
+    Read,
+    /// Also events, customers' consent, recommendations, chat and embeddings.
+    App,
+    /// Also catalog writes, imports, training, privacy operations (export, erasure), audit.
+    Admin,
+}
+
+impl Role {
+    /// Parse `admin`, `app` or `read`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "app" => Some(Role::App),
+            "read" => Some(Role::Read),
+            _ => None,
+        }
+    }
+
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::App => "app",
+            Role::Read => "read",
+        }
+    }
+}
+
+/// A stored key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredKey {
+    /// Name (for logs and the audit log).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    /// When it was made.
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's name (`anonymous` with authentication off).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// The file that `aisle keys` manages.
+pub fn keys_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys.json")
+}
+
+/// SHA-256 of a key, in hex.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new random key: `aisle_` and 43 characters of base64url (256 bits).
+pub fn generate_key() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    format!("aisle_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Read the keys file (none if missing).
+pub fn read_keys_file(path: &Path) -> Result<Vec<StoredKey>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Config(format!("{} is not a valid keys file: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
+    }
+}
+
+/// Write the keys file atomically with mode 0600.
+pub fn write_keys_file(path: &Path, keys: &[StoredKey]) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
+    let body = serde_json::to_vec_pretty(keys).map_err(|e| Error::Internal(e.to_string()))?;
+    f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| Error::io("cannot write the keys file", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// The keys a server accepts.
+pub struct KeyStore {
+    configured: Vec<StoredKey>,
+    file: PathBuf,
+    state: Mutex<FileState>,
+}
+
+struct FileState {
+    keys: Vec<StoredKey>,
+    modified: Option<SystemTime>,
+    checked: Instant,
+}
+
+/// The outcome of checking a presented key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Authentication is off (no keys at all).
+    Open,
+    /// A valid key.
+    Valid(Principal),
+    /// No key, or not a known one.
+    Invalid,
+}
+
+impl KeyStore {
+    /// Keys from the configuration and the keys file under `data_dir`.
+    pub fn load(configured: &[ApiKeyConfig], data_dir: &Path) -> Result<Self> {
+        let configured = configured
+            .iter()
+            .map(|k| {
+                Ok(StoredKey {
+                    name: k.name.clone(),
+                    role: Role::parse(&k.role).ok_or_else(|| Error::Config(format!("bad role '{}'", k.role)))?,
+                    sha256: k.sha256.to_ascii_lowercase(),
+                    created_at: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let file = keys_file(data_dir);
+        let keys = read_keys_file(&file)?;
+        let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+        Ok(Self { configured, file, state: Mutex::new(FileState { keys, modified, checked: Instant::now() }) })
+    }
+
+    /// Re-read the keys file if it changed (checked at most once a second).
+    fn refresh(&self) {
+        let mut s = self.state.lock();
+        if s.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        s.checked = Instant::now();
+        let modified = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok();
+        if modified != s.modified {
+            match read_keys_file(&self.file) {
+                Ok(keys) => {
+                    tracing::info!(keys = keys.len(), "reloaded the API keys file");
+                    s.keys = keys;
+                    s.modified = modified;
+                }
+                Err(e) => tracing::error!(error = %e, "keeping the previous API keys"),
+            }
+        }
+    }
+
+    /// Whether any key exists (authentication on).
+    pub fn enabled(&self) -> bool {
+        self.refresh();
+        !self.configured.is_empty() || !self.state.lock().keys.is_empty()
+    }
+
+    /// Check a presented key: its hash is compared with every stored hash in constant time.
+    pub fn check(&self, presented: Option<&str>) -> Check {
+        if !self.enabled() {
+            return Check::Open;
+        }
+        let Some(presented) = presented else { return Check::Invalid };
+        let hash = hash_key(presented);
+        let state = self.state.lock();
+        let mut found: Option<&StoredKey> = None;
+        for k in self.configured.iter().chain(state.keys.iter()) {
+            // No early exit: the time taken does not depend on which key matched.
+            let equal: bool = k.sha256.as_bytes().ct_eq(hash.as_bytes()).into();
+            if equal && found.is_none() {
+                found = Some(k);
+            }
+        }
+        match found {
+            Some(k) => Check::Valid(Principal { name: k.name.clone(), role: k.role }),
+            None => Check::Invalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stored_hashed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::load(&[], dir.path()).unwrap();
+        assert_eq!(store.check(None), Check::Open, "no keys: authentication is off");
+        let key = generate_key();
+        assert!(key.starts_with("aisle_") && key.len() == 49);
+        let stored = StoredKey {
+            name: "web".into(),
+            role: Role::App,
+            sha256: hash_key(&key),
+            created_at: Some(chrono::Utc::now()),
+        };
+        write_keys_file(&keys_file(dir.path()), std::slice::from_ref(&stored)).unwrap();
+        let text = std::fs::read_to_string(keys_file(dir.path())).unwrap();
+        assert!(!text.contains(&key), "only the hash is written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(keys_file(dir.path())).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let admin = generate_key();
+        let configured = [ApiKeyConfig { name: "ops".into(), role: "admin".into(), sha256: hash_key(&admin) }];
+        let store = KeyStore::load(&configured, dir.path()).unwrap();
+        assert_eq!(store.check(Some(&key)), Check::Valid(Principal { name: "web".into(), role: Role::App }));
+        assert_eq!(store.check(Some(&admin)), Check::Valid(Principal { name: "ops".into(), role: Role::Admin }));
+        assert_eq!(store.check(Some("aisle_wrong")), Check::Invalid);
+        assert_eq!(store.check(None), Check::Invalid);
+        assert!(Role::Admin > Role::App && Role::App > Role::Read);
+    }
+}
