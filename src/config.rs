@@ -35,6 +35,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// API keys and limits.
     pub auth: AuthConfig,
+    /// Collaborative-filtering training.
+    pub train: crate::recommend::train::TrainConfig,
 }
 
 /// `[server]`: the HTTP edge.
@@ -411,6 +413,14 @@ impl Config {
         }
         if self.recommend.candidates == 0 || self.recommend.max_limit == 0 || self.recommend.default_limit == 0 {
             problems.push("recommend.candidates, max_limit and default_limit must be at least 1".to_string());
+        }
+        if self.train.factors == 0
+            || self.train.iterations == 0
+            || self.train.reg <= 0.0
+            || self.train.half_life_days <= 0.0
+        {
+            problems
+                .push("train.factors and iterations must be at least 1; reg and half_life_days positive".to_string());
         }
         if self.auth.rate_per_sec < 0.0 || self.auth.burst < 1.0 {
             problems.push("auth.rate_per_sec must not be negative and auth.burst must be at least 1".to_string());

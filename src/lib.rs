@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod events;
 pub mod fault;
 pub mod infer;

@@ -1,5 +1,6 @@
-//! Admin endpoints: `GET /v1/admin/audit` (the audit log) and `POST /v1/admin/retention`
-//! (purge expired events now instead of at the next scheduled run).
+//! Admin endpoints: `GET /v1/admin/audit` (the audit log), `POST /v1/admin/retention` (purge
+//! expired events now instead of at the next scheduled run) and `POST /v1/admin/train` (train
+//! the collaborative model from the stored events; one run at a time, 409 while one runs).
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,10 @@ use crate::error::Error;
 
 /// Routes of this resource.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/audit", get(audit)).route("/v1/admin/retention", post(retention))
+    Router::new()
+        .route("/v1/admin/audit", get(audit))
+        .route("/v1/admin/retention", post(retention))
+        .route("/v1/admin/train", post(train))
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,4 +42,9 @@ async fn audit(State(state): State<AppState>, QueryParams(p): QueryParams<AuditP
 async fn retention(State(state): State<AppState>) -> Result<Response, ApiError> {
     let purged = state.services()?.events.purge_expired(Utc::now()).await?;
     Ok(Json(json!({"purged_events": purged, "max_age_days": state.config().events.max_age_days})).into_response())
+}
+
+async fn train(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let report = state.services()?.collab.train().await?;
+    Ok(Json(report).into_response())
 }

@@ -95,6 +95,7 @@ pub const ROUTES: &[Rule] = &[
     rule("DELETE", "/v1/customers/{id}", R(Admin), S::Customer),
     rule("GET", "/v1/admin/audit", R(Admin), S::Plain),
     rule("POST", "/v1/admin/retention", R(Admin), S::Plain),
+    rule("POST", "/v1/admin/train", R(Admin), S::Plain),
 ];
 
 /// The rule of a matched route.

@@ -60,6 +60,8 @@ pub struct Services {
     pub recommender: Recommender,
     /// Export and erasure.
     pub privacy: Privacy,
+    /// Collaborative filtering: training and the served model.
+    pub collab: crate::recommend::train::Collab,
     /// PII redaction for text that is stored or embedded.
     pub redactor: Redactor,
 }
@@ -206,7 +208,7 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
     let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
     let redactor = Redactor::new(&config.privacy.redact);
     let dim = embedder.info().dim;
-    let (catalog, profiles, events, recommender, privacy) = runtime.block_on(async {
+    let (catalog, profiles, events, recommender, privacy, collab) = runtime.block_on(async {
         let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
         let profiles =
             Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent, redactor.clone()).await?;
@@ -225,6 +227,14 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             tracing::info!(erasures = resumed, "finished interrupted erasures");
         }
         let stats = Arc::new(Stats::open(store.clone()).await?);
+        let collab = crate::recommend::train::Collab::open(
+            store.clone(),
+            catalog.clone(),
+            profiles.clone(),
+            events.clone(),
+            config.train.clone(),
+            &config.store.data_dir,
+        )?;
         let recommender = Recommender::new(
             store.clone(),
             catalog.clone(),
@@ -232,10 +242,11 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             events.clone(),
             stats,
             config.recommend.clone(),
-        );
-        Ok::<_, Error>((catalog, profiles, events, recommender, privacy))
+        )
+        .with_collab(collab.clone());
+        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab))
     })?;
-    Ok(Services { store, embedder, catalog, generator, profiles, events, recommender, privacy, redactor })
+    Ok(Services { store, embedder, catalog, generator, profiles, events, recommender, privacy, redactor, collab })
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the

@@ -7,7 +7,9 @@
 //!   their text vectors;
 //! - `co_purchase`: a sparse query holding the recent items' numbers against each product's
 //!   `co` vector, i.e. how often each product was bought together with them;
-//! - `trending`: products ordered by their forward-decayed popularity.
+//! - `trending`: products ordered by their forward-decayed popularity;
+//! - `collab`: once `aisle train` has run, the customer's collaborative factors (folded in
+//!   from their current history, see [`train`]) against products' `collab` vectors.
 //!
 //! Every source runs with the same filter (stock, price, categories, brands, hidden, bought,
 //! recently shown, explicit exclusions), so no filtered product can come back. The fused list is
@@ -15,8 +17,10 @@
 //! anchor from the customer's history ("because you viewed X"). When the sources cannot fill
 //! the page (cold start, narrow filters), trending and then any matching product fill it.
 
+pub mod cf;
 pub mod mmr;
 pub mod stats;
+pub mod train;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,8 +41,8 @@ use crate::store::{Condition, Hit, Prefetch, Query, Ranking, Source, Store, Vect
 
 pub use stats::Stats;
 
-/// RRF constant (Qdrant's default).
-const RRF_K: usize = 60;
+/// The RRF constant of the fused query (also used by the offline evaluation).
+pub const RRF_K: usize = 60;
 
 /// A candidate source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -150,6 +154,7 @@ pub struct Recommender {
     events: Events,
     stats: Arc<Stats>,
     config: RecommendConfig,
+    collab: Option<train::Collab>,
 }
 
 struct AnchorItem {
@@ -170,7 +175,13 @@ impl Recommender {
         stats: Arc<Stats>,
         config: RecommendConfig,
     ) -> Self {
-        Self { store, catalog, profiles, events, stats, config }
+        Self { store, catalog, profiles, events, stats, config, collab: None }
+    }
+
+    /// Serve the collaborative model of `collab` (the `collab` source) once one is trained.
+    pub fn with_collab(mut self, collab: train::Collab) -> Self {
+        self.collab = Some(collab);
+        self
     }
 
     /// The statistics.
@@ -261,6 +272,15 @@ impl Recommender {
             sources.push((
                 SourceName::Content,
                 Source::Vector(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector: Vector::Dense(taste) }),
+            ));
+        }
+        if let (Some(p), Some(collab)) = (personal, &self.collab)
+            && self.weight(SourceName::Collab, &req.weights) > 0.0
+            && let Some(x) = collab.user_vector(&p.history).await?
+        {
+            sources.push((
+                SourceName::Collab,
+                Source::Vector(VectorQuery::Nearest { using: train::COLLAB_VECTOR.into(), vector: Vector::Dense(x) }),
             ));
         }
         let positives: Vec<Vec<f32>> = session.iter().filter_map(|a| a.text.clone()).collect();

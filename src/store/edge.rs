@@ -335,6 +335,27 @@ impl EdgeStore {
         Ok(any)
     }
 
+    /// Add a dense vector to a collection if it is missing (same dimension required if present).
+    pub fn ensure_vector(&self, collection: &str, d: &super::DenseSpec) -> Result<()> {
+        let c = self.get(collection)?;
+        let config = c.shard().config().clone();
+        match config.vectors.get(&d.name) {
+            Some(existing) if existing.size != d.dim => Err(Error::Store(format!(
+                "collection '{collection}' stores '{}' vectors of dimension {}, not {}",
+                d.name, existing.size, d.dim
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                let config: qdrant_edge::VectorNameConfig =
+                    serde_json::from_value(json!({"dense": {"size": d.dim, "distance": distance_name(d.distance)}}))
+                        .map_err(|e| Error::Internal(format!("vector config: {e}")))?;
+                c.write(UpdateOperation::VectorNameOperation(qdrant_edge::VectorNameOperations::CreateVectorName(
+                    qdrant_edge::CreateVectorName { vector_name: d.name.clone(), config },
+                )))
+            }
+        }
+    }
+
     /// Rewrite a collection from its live points (see the module doc).
     pub fn compact(&self, collection: &str) -> Result<()> {
         self.get(collection)?.compact()

@@ -482,6 +482,18 @@ impl Store {
     }
 
     /// Build indexes where enough points are unindexed; returns whether anything was done.
+    /// Add a dense vector to an existing collection if missing (e.g. `collab` after training).
+    pub async fn ensure_vector(&self, collection: &str, vector: &DenseSpec) -> Result<()> {
+        let c = self.full(collection);
+        let vector = vector.clone();
+        match &self.backend {
+            Backend::Edge(e) => {
+                let e = e.clone();
+                blocking(move || e.ensure_vector(&c, &vector)).await
+            }
+        }
+    }
+
     /// Rewrite a collection from its live points only (fresh segments, indexes and WAL), so that
     /// deleted and overwritten data no longer exists on disk. Readers and writers of the
     /// collection wait meanwhile; it takes time proportional to the collection's size.

@@ -12,3 +12,4 @@ mod privacy;
 mod products;
 mod recommend;
 mod search;
+mod train;

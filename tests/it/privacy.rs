@@ -446,6 +446,7 @@ fn egress_inner() {
         ("DELETE", "/v1/products/{id}", "/v1/products/egress-p", None),
         ("GET", "/v1/admin/audit", "/v1/admin/audit", None),
         ("POST", "/v1/admin/retention", "/v1/admin/retention", None),
+        ("POST", "/v1/admin/train", "/v1/admin/train", None),
     ];
     for rule in ROUTES {
         assert!(

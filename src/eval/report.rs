@@ -1,0 +1,373 @@
+//! Running an evaluation (validation grid, then one test run per model) and writing its table,
+//! JSON and SVG chart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::data::{Dataset, Parts, Split, split};
+use super::metrics::{Metrics, evaluate, top_k};
+use super::models::{ItemItem, Scorer, TrainSet, Trained};
+use crate::recommend::cf::AlsConfig;
+
+/// One model's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Model family.
+    pub model: String,
+    /// The setting chosen on the validation split.
+    pub chosen: serde_json::Value,
+    /// Its validation NDCG@10.
+    pub validation_ndcg_10: f64,
+    /// Settings tried.
+    pub tried: usize,
+    /// Test metrics of the chosen setting, retrained on the whole training part.
+    pub test: Metrics,
+    /// Seconds to train the chosen setting on the whole training part.
+    pub train_secs: f64,
+}
+
+/// A whole evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Dataset name.
+    pub dataset: String,
+    /// Split.
+    pub split: String,
+    /// Users, items, interactions.
+    pub users: usize,
+    /// Items.
+    pub items: usize,
+    /// Interactions.
+    pub interactions: usize,
+    /// Test users.
+    pub test_users: usize,
+    /// Rows, one per model.
+    pub rows: Vec<Row>,
+    /// Seconds for the whole run.
+    pub total_secs: f64,
+    /// Peak resident memory of the process (bytes), if known.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+struct Stage {
+    train: TrainSet,
+    test: HashMap<u32, Vec<u32>>,
+    seen: HashMap<u32, HashSet<u32>>,
+}
+
+impl Stage {
+    fn new(ds: &Dataset, parts: Parts) -> Self {
+        let train = TrainSet::new(ds.n_users, ds.n_items, &parts.train);
+        let mut seen: HashMap<u32, HashSet<u32>> = HashMap::new();
+        for x in &parts.train {
+            seen.entry(x.0).or_default().insert(x.1);
+        }
+        Self { train, test: parts.test, seen }
+    }
+
+    fn eval(&self, model: &Trained, vectors: Option<&[Vec<f32>]>) -> Metrics {
+        let empty = Vec::new();
+        evaluate(self.train.n_items, &self.seen, &self.test, &self.train.popularity, vectors, &|u, out| {
+            model.score(u, self.train.histories.get(&u).unwrap_or(&empty), out)
+        })
+    }
+
+    /// Top-`depth` rankings of a model for every test user.
+    fn rankings(&self, model: &Trained, depth: usize) -> HashMap<u32, Vec<u32>> {
+        let empty = Vec::new();
+        let none = HashSet::new();
+        self.test
+            .par_iter()
+            .map(|(u, _)| {
+                let mut out = vec![0f32; self.train.n_items];
+                model.score(*u, self.train.histories.get(u).unwrap_or(&empty), &mut out);
+                (*u, top_k(&out, self.seen.get(u).unwrap_or(&none), depth))
+            })
+            .collect()
+    }
+
+    /// Metrics of the weighted RRF of precomputed rankings.
+    fn eval_fused(&self, sources: &[HashMap<u32, Vec<u32>>], weights: &[f32], vectors: Option<&[Vec<f32>]>) -> Metrics {
+        let k = crate::recommend::RRF_K as f32;
+        evaluate(self.train.n_items, &self.seen, &self.test, &self.train.popularity, vectors, &|u, out| {
+            for (src, w) in sources.iter().zip(weights) {
+                if *w == 0.0 {
+                    continue;
+                }
+                for (r, i) in src[&u].iter().enumerate() {
+                    out[*i as usize] += w / (k + r as f32 + 1.0);
+                }
+            }
+        })
+    }
+}
+
+fn grid(quick: bool) -> Vec<(String, Vec<Scorer>)> {
+    let knn: Vec<Scorer> = if quick {
+        vec![Scorer::ItemKnn { k: 100, shrink: 0.0 }]
+    } else {
+        [50, 100, 200, 400].into_iter().flat_map(|k| [0.0, 10.0].map(|shrink| Scorer::ItemKnn { k, shrink })).collect()
+    };
+    let ease: Vec<Scorer> = if quick {
+        vec![Scorer::Ease { reg: 250.0 }]
+    } else {
+        [50.0, 100.0, 250.0, 500.0, 1000.0].map(|reg| Scorer::Ease { reg }).to_vec()
+    };
+    let als: Vec<Scorer> = if quick {
+        vec![Scorer::Ials(AlsConfig { factors: 64, reg: 1.0, alpha: 10.0, iterations: 10, ..AlsConfig::default() })]
+    } else {
+        let mut v = vec![];
+        for factors in [64, 128] {
+            for reg in [1.0, 10.0, 50.0] {
+                for alpha in [0.5, 2.0, 10.0] {
+                    v.push(Scorer::Ials(AlsConfig { factors, reg, alpha, iterations: 15, ..AlsConfig::default() }));
+                }
+            }
+        }
+        v
+    };
+    vec![
+        ("TopPop".into(), vec![Scorer::TopPop]),
+        ("ItemKNN".into(), knn),
+        ("EASE".into(), ease),
+        ("iALS".into(), als),
+        ("content".into(), vec![Scorer::Content]),
+    ]
+}
+
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Evaluate every model on `ds` split by `how`: settings chosen on a validation split cut from
+/// the training part, then retrained on the whole training part and scored on the test split.
+pub fn run(
+    ds: &Dataset,
+    how: Split,
+    vectors: Option<Arc<Vec<Vec<f32>>>>,
+    quick: bool,
+    progress: &dyn Fn(&str),
+) -> Report {
+    let started = Instant::now();
+    let parts = split(&ds.interactions, how);
+    let valid_parts = split(&parts.train, how);
+    let test = Stage::new(ds, parts);
+    let valid = Stage::new(ds, valid_parts);
+    let vref = vectors.as_deref().map(|v| v.as_slice());
+    let mut rows = Vec::new();
+    let mut best: HashMap<String, Scorer> = HashMap::new();
+    for (family, settings) in grid(quick) {
+        if family == "content" && vectors.is_none() {
+            continue;
+        }
+        let mut chosen: Option<(Scorer, Metrics)> = None;
+        for s in &settings {
+            let m = valid.eval(&s.train(&valid.train, vectors.as_ref()), vref);
+            progress(&format!(
+                "validation {family} {}: NDCG@10 {:.4}",
+                serde_json::to_string(s).unwrap_or_default(),
+                m.ndcg_10
+            ));
+            if chosen.as_ref().is_none_or(|(_, b)| m.ndcg_10 > b.ndcg_10) {
+                chosen = Some((s.clone(), m));
+            }
+        }
+        let (s, vm) = chosen.expect("every grid has a setting");
+        let t0 = Instant::now();
+        let trained = s.train(&test.train, vectors.as_ref());
+        let train_secs = t0.elapsed().as_secs_f64();
+        let tm = test.eval(&trained, vref);
+        progress(&format!("test {family}: NDCG@10 {:.4}, Recall@20 {:.4}", tm.ndcg_10, tm.recall_20));
+        rows.push(Row {
+            model: family.clone(),
+            chosen: serde_json::to_value(&s).unwrap_or_default(),
+            validation_ndcg_10: vm.ndcg_10,
+            tried: settings.len(),
+            test: tm,
+            train_secs,
+        });
+        best.insert(family, s);
+    }
+
+    // aisle's hybrid: the server's sources fused by weighted RRF; the co_purchase item-item
+    // model and the weights are chosen on validation too.
+    let als = match best.get("iALS") {
+        Some(Scorer::Ials(c)) => *c,
+        _ => AlsConfig::default(),
+    };
+    let knn = match best.get("ItemKNN") {
+        Some(Scorer::ItemKnn { k, shrink }) => ItemItem::Knn { k: *k, shrink: *shrink },
+        _ => ItemItem::Knn { k: 100, shrink: 0.0 },
+    };
+    let ease = match best.get("EASE") {
+        Some(Scorer::Ease { reg }) => ItemItem::Ease { reg: *reg, k: 500 },
+        _ => ItemItem::Ease { reg: 250.0, k: 500 },
+    };
+    let depth = 500;
+    let sources = |stage: &Stage, item_item: ItemItem| -> Vec<HashMap<u32, Vec<u32>>> {
+        let mut out = vec![
+            stage.rankings(&Trained::Als(crate::recommend::cf::train_als(&stage.train.matrix, &als, |_, _| {})), depth),
+            stage.rankings(&Trained::Knn(item_item.train(&stage.train.matrix)), depth),
+        ];
+        out.push(match &vectors {
+            Some(v) => stage.rankings(&Trained::Content(v.clone()), depth),
+            None => stage.test.keys().map(|u| (*u, vec![])).collect(),
+        });
+        out.push(stage.rankings(&Trained::Pop(stage.train.popularity.clone()), depth));
+        out
+    };
+    let weight_grid: Vec<[f32; 4]> = {
+        let mut g = vec![];
+        for c in [0.0, 0.25, 0.5, 0.75, 1.0] {
+            for co in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                for content in [0.0, 0.05, 0.1] {
+                    for trending in [0.0, 0.05] {
+                        if c + co > 0.0 {
+                            g.push([c, co, content, trending]);
+                        }
+                    }
+                }
+            }
+        }
+        g
+    };
+    // Chosen by NDCG@10 + Recall@20 on validation: the two figures the comparison is about.
+    let mut chosen: Option<(ItemItem, [f32; 4], f64, f64)> = None;
+    for item_item in [knn, ease] {
+        let srcs = sources(&valid, item_item);
+        for w in &weight_grid {
+            let m = valid.eval_fused(&srcs, w, None);
+            let objective = m.ndcg_10 + m.recall_20;
+            if chosen.as_ref().is_none_or(|c| objective > c.3) {
+                chosen = Some((item_item, *w, m.ndcg_10, objective));
+            }
+        }
+    }
+    let (item_item, weights, vndcg, _) = chosen.expect("a hybrid setting");
+    progress(&format!("validation hybrid: {item_item:?} weights {weights:?}: NDCG@10 {vndcg:.4}"));
+    let t0 = Instant::now();
+    let srcs = sources(&test, item_item);
+    let train_secs = t0.elapsed().as_secs_f64();
+    let tm = test.eval_fused(&srcs, &weights, vref);
+    progress(&format!("test hybrid: NDCG@10 {:.4}, Recall@20 {:.4}", tm.ndcg_10, tm.recall_20));
+    rows.push(Row {
+        model: "aisle hybrid".into(),
+        chosen: serde_json::json!({"collab": als, "co_purchase": item_item,
+            "weights": {"collab": weights[0], "co_purchase": weights[1], "content": weights[2], "trending": weights[3]}}),
+        validation_ndcg_10: vndcg,
+        tried: weight_grid.len() * 2,
+        test: tm,
+        train_secs,
+    });
+    Report {
+        dataset: ds.name.clone(),
+        split: how.to_string(),
+        users: ds.n_users,
+        items: ds.n_items,
+        interactions: ds.interactions.len(),
+        test_users: test.test.len(),
+        rows,
+        total_secs: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss(),
+    }
+}
+
+/// The report as a Markdown table.
+pub fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "{}: {} users, {} items, {} interactions; split {}, {} test users; full ranking\n\n",
+        r.dataset, r.users, r.items, r.interactions, r.split, r.test_users
+    );
+    s.push_str(
+        "| model | NDCG@10 | Recall@20 | Recall@10 | HR@10 | MRR@20 | coverage@20 | avg pop@20 | ILD@10 | train s |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in &r.rows {
+        let m = &row.test;
+        s.push_str(&format!(
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.3} | {:.2} |\n",
+            row.model,
+            m.ndcg_10,
+            m.recall_20,
+            m.recall_10,
+            m.hr_10,
+            m.mrr_20,
+            m.coverage_20,
+            m.avg_pop_20,
+            m.ild_10,
+            row.train_secs
+        ));
+    }
+    s.push_str(&format!(
+        "\nwhole run {:.0} s, peak memory {} MiB\n",
+        r.total_secs,
+        r.peak_rss_bytes.map(|b| (b / (1024 * 1024)).to_string()).unwrap_or_else(|| "?".into())
+    ));
+    s
+}
+
+/// A grouped bar chart of NDCG@10 and Recall@20 per model, as SVG.
+pub fn svg(r: &Report) -> String {
+    let (w, h, left, bottom, top) = (760.0f64, 360.0f64, 60.0, 60.0, 40.0);
+    let max = r.rows.iter().flat_map(|x| [x.test.ndcg_10, x.test.recall_20]).fold(0.0f64, f64::max).max(1e-9) * 1.15;
+    let plot_h = h - bottom - top;
+    let group = (w - left - 20.0) / r.rows.len().max(1) as f64;
+    let bar = group * 0.35;
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{} ({}): NDCG@10 and Recall@20, full ranking</text>\n",
+        w / 2.0,
+        esc(&r.dataset),
+        esc(&r.split)
+    );
+    for t in 0..=4 {
+        let v = max * t as f64 / 4.0;
+        let y = top + plot_h * (1.0 - t as f64 / 4.0);
+        s.push_str(&format!(
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>\n",
+            w - 20.0,
+            left - 6.0,
+            y + 4.0
+        ));
+    }
+    for (g, row) in r.rows.iter().enumerate() {
+        let x0 = left + g as f64 * group + group * 0.1;
+        for (b, (v, color)) in [(row.test.ndcg_10, "#4c78a8"), (row.test.recall_20, "#f58518")].into_iter().enumerate()
+        {
+            let bh = plot_h * v / max;
+            let x = x0 + b as f64 * bar;
+            s.push_str(&format!(
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{v:.4}</title></rect>\n",
+                top + plot_h - bh,
+                bar * 0.95
+            ));
+        }
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
+            x0 + bar,
+            h - bottom + 18.0,
+            esc(&row.model)
+        ));
+    }
+    s.push_str(&format!(
+        "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#4c78a8\"/><text x=\"{}\" y=\"{:.1}\">NDCG@10</text>\n\
+         <rect x=\"{}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#f58518\"/><text x=\"{}\" y=\"{:.1}\">Recall@20</text>\n</svg>\n",
+        h - 22.0,
+        left + 16.0,
+        h - 12.0,
+        left + 100.0,
+        h - 22.0,
+        left + 116.0,
+        h - 12.0
+    ));
+    s
+}

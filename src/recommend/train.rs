@@ -1,0 +1,311 @@
+//! Training the collaborative model from the shop's own events, and serving it.
+//!
+//! `aisle train` / `POST /v1/admin/train` read every event stored with a customer key, weight
+//! it by kind and age, train iALS, and write item factors to `products.collab` and customer
+//! factors to `customers.collab` (new named vectors; nothing is re-embedded). The item factors'
+//! Gram matrix and the settings are kept in `DATA_DIR/collab.json`, so that at request time a
+//! customer's factors are folded in from their current history (a least-squares solve against
+//! the item factors): new customers and new events count without retraining.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::cf::{AlsConfig, Interactions, fold_in, item_gram, train_als};
+use crate::catalog::{Catalog, PRODUCTS, product_point};
+use crate::error::{Error, Result};
+use crate::events::profile::{CUSTOMERS, HistoryItem};
+use crate::events::{EVENTS, Events, Kind, Profiles};
+use crate::store::{DenseSpec, Distance, Store, Vector, point_id};
+
+/// Name of the collaborative vector on products and customers.
+pub const COLLAB_VECTOR: &str = "collab";
+
+/// `[train]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Latent factors.
+    pub factors: usize,
+    /// L2 regularisation.
+    pub reg: f32,
+    /// Confidence scale.
+    pub alpha: f32,
+    /// Iterations.
+    pub iterations: usize,
+    /// Days after which an event counts half.
+    pub half_life_days: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { factors: 64, reg: 1.0, alpha: 10.0, iterations: 15, half_life_days: 90.0 }
+    }
+}
+
+impl TrainConfig {
+    fn als(&self) -> AlsConfig {
+        AlsConfig {
+            factors: self.factors,
+            reg: self.reg,
+            alpha: self.alpha,
+            iterations: self.iterations,
+            cg_steps: 3,
+            seed: 42,
+        }
+    }
+}
+
+/// What serving needs of a trained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollabModel {
+    /// Settings it was trained with.
+    pub config: TrainConfig,
+    /// `Y'Y` of the item factors (k x k).
+    pub gram: Vec<f32>,
+    /// When.
+    pub trained_at: chrono::DateTime<Utc>,
+    /// Customers and products with factors.
+    pub users: usize,
+    /// Products with factors.
+    pub items: usize,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Events read.
+    pub events: usize,
+    /// Customers (rows).
+    pub customers: usize,
+    /// Products (columns).
+    pub products: usize,
+    /// Non-zero cells.
+    pub interactions: usize,
+    /// Objective after each iteration.
+    pub loss: Vec<f64>,
+    /// Seconds training took.
+    pub train_secs: f64,
+    /// Seconds in all.
+    pub total_secs: f64,
+}
+
+/// The trainer and the current model.
+#[derive(Clone)]
+pub struct Collab {
+    store: Store,
+    catalog: Catalog,
+    profiles: Profiles,
+    events: Events,
+    config: TrainConfig,
+    path: PathBuf,
+    model: Arc<RwLock<Option<Arc<CollabModel>>>>,
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Collab {
+    /// Load the current model (if one was trained) from `data_dir/collab.json`.
+    pub fn open(
+        store: Store,
+        catalog: Catalog,
+        profiles: Profiles,
+        events: Events,
+        config: TrainConfig,
+        data_dir: &Path,
+    ) -> Result<Self> {
+        let path = data_dir.join("collab.json");
+        let model = match std::fs::read(&path) {
+            Ok(bytes) => Some(Arc::new(
+                serde_json::from_slice::<CollabModel>(&bytes)
+                    .map_err(|e| Error::Store(format!("{} is unreadable: {e}", path.display())))?,
+            )),
+            Err(_) => None,
+        };
+        Ok(Self {
+            store,
+            catalog,
+            profiles,
+            events,
+            config,
+            path,
+            model: Arc::new(RwLock::new(model)),
+            running: Default::default(),
+        })
+    }
+
+    /// The served model, if any.
+    pub fn model(&self) -> Option<Arc<CollabModel>> {
+        self.model.read().clone()
+    }
+
+    /// Train from the stored events; refuses a second run while one is going (409).
+    pub async fn train(&self) -> Result<TrainReport> {
+        let Ok(_one) = self.running.try_lock() else {
+            return Err(Error::Conflict("a training run is already going; one at a time".into()));
+        };
+        let started = Instant::now();
+        let now = Utc::now().timestamp();
+        // Every event with a customer key: (customer, product, weight).
+        let half_life = self.config.half_life_days * 86_400.0;
+        let mut users: HashMap<String, u32> = HashMap::new();
+        let mut items: HashMap<String, u32> = HashMap::new();
+        let mut triples = Vec::new();
+        let mut offset = None;
+        let mut n_events = 0usize;
+        loop {
+            let page = self.store.scroll(EVENTS, None, offset, 2000).await?;
+            for r in &page.records {
+                let p = &r.payload;
+                let (Some(customer), Some(product), Some(kind)) = (
+                    p.get("customer").and_then(Value::as_str),
+                    p.get("product_id").and_then(Value::as_str),
+                    p.get("kind").and_then(|k| serde_json::from_value::<Kind>(k.clone()).ok()),
+                ) else {
+                    continue;
+                };
+                n_events += 1;
+                let value = p.get("value").and_then(Value::as_f64).unwrap_or(1.0);
+                let ts = p.get("ts").and_then(Value::as_i64).unwrap_or(now);
+                let w = self.events.weight(kind, value) * 0.5f64.powf((now - ts).max(0) as f64 / half_life);
+                let nu = users.len() as u32;
+                let u = *users.entry(customer.to_string()).or_insert(nu);
+                let ni = items.len() as u32;
+                let i = *items.entry(product.to_string()).or_insert(ni);
+                triples.push((u, i, w as f32));
+            }
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        let data = Interactions::new(users.len(), items.len(), triples);
+        let als = self.config.als();
+        let t0 = Instant::now();
+        let mut loss = Vec::new();
+        let factors = tokio::task::spawn_blocking(move || {
+            let f = train_als(&data, &als, |_, l| loss.push(l));
+            (f, loss, data.nnz())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("training failed: {e}")))?;
+        let (factors, loss, nnz) = factors;
+        let train_secs = t0.elapsed().as_secs_f64();
+        let k = factors.k;
+
+        // Write the vectors: products that still exist, customers that have a profile.
+        self.ensure_vectors(k).await?;
+        let mut product_updates = Vec::new();
+        let existing: std::collections::HashSet<uuid::Uuid> = self
+            .store
+            .retrieve(PRODUCTS, items.keys().map(|id| product_point(id)).collect(), vec![])
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        for (id, i) in &items {
+            let point = product_point(id);
+            if existing.contains(&point) {
+                product_updates.push((
+                    point,
+                    vec![(COLLAB_VECTOR.to_string(), Vector::Dense(factors.item(*i as usize).to_vec()))],
+                ));
+            }
+        }
+        {
+            let _writes = self.catalog.product_writes().lock().await;
+            for chunk in product_updates.chunks(1000) {
+                self.store.update_vectors(PRODUCTS, chunk.to_vec()).await?;
+            }
+        }
+        let stored = self.profiles.load_keys(users.keys().cloned().collect()).await?;
+        let customer_updates: Vec<_> = users
+            .iter()
+            .filter(|(key, _)| stored.get(*key).is_some_and(|p| p.exists))
+            .map(|(key, u)| {
+                (
+                    point_id(CUSTOMERS, key),
+                    vec![(COLLAB_VECTOR.to_string(), Vector::Dense(factors.user(*u as usize).to_vec()))],
+                )
+            })
+            .collect();
+        for chunk in customer_updates.chunks(1000) {
+            self.store.update_vectors(CUSTOMERS, chunk.to_vec()).await?;
+        }
+        let model = CollabModel {
+            config: self.config.clone(),
+            gram: item_gram(&factors),
+            trained_at: Utc::now(),
+            users: customer_updates.len(),
+            items: product_updates.len(),
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&model).map_err(|e| Error::Internal(e.to_string()))?)
+            .and_then(|_| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| Error::io(format!("cannot write {}", self.path.display()), e))?;
+        *self.model.write() = Some(Arc::new(model));
+        Ok(TrainReport {
+            events: n_events,
+            customers: users.len(),
+            products: items.len(),
+            interactions: nnz,
+            loss,
+            train_secs,
+            total_secs: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    async fn ensure_vectors(&self, k: usize) -> Result<()> {
+        for name in [PRODUCTS, CUSTOMERS] {
+            self.store
+                .ensure_vector(name, &DenseSpec { name: COLLAB_VECTOR.into(), dim: k, distance: Distance::Dot })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A customer's factors folded in from their history against the stored item factors
+    /// (`None` without a model or without history items that have factors).
+    pub async fn user_vector(&self, history: &[HistoryItem]) -> Result<Option<Vec<f32>>> {
+        let Some(model) = self.model() else { return Ok(None) };
+        if history.is_empty() {
+            return Ok(None);
+        }
+        let now = Utc::now().timestamp();
+        let half_life = model.config.half_life_days * 86_400.0;
+        let mut weights: HashMap<&str, f64> = HashMap::new();
+        for h in history {
+            let w = self.events.weight(h.kind, 1.0) * 0.5f64.powf((now - h.ts).max(0) as f64 / half_life);
+            *weights.entry(h.product_id.as_str()).or_default() += w;
+        }
+        let ids: Vec<&str> = weights.iter().filter(|(_, w)| **w > 0.0).map(|(id, _)| *id).collect();
+        let records = self
+            .store
+            .retrieve(PRODUCTS, ids.iter().map(|id| product_point(id)).collect(), vec![COLLAB_VECTOR.into()])
+            .await?;
+        let k = model.config.factors;
+        let mut items = Vec::new();
+        let mut row = Vec::new();
+        for r in records {
+            let (Some(Vector::Dense(v)), Some(id)) =
+                (r.vectors.get(COLLAB_VECTOR), r.payload.get("id").and_then(Value::as_str))
+            else {
+                continue;
+            };
+            if v.len() != k {
+                continue;
+            }
+            row.push(((items.len() / k) as u32, weights[id] as f32));
+            items.extend_from_slice(v);
+        }
+        if row.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(fold_in(&items, k, &model.gram, &row, &model.config.als())))
+    }
+}
