@@ -61,7 +61,8 @@ pub enum Command {
 /// `aisle eval` flags.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Dataset: `ml-100k` (RecBole's files, fetched by data/fetch.sh).
+    /// Dataset: `ml-100k` (RecBole's files, fetched by data/fetch.sh), or `shop`: the events
+    /// in the data directory (with the server stopped).
     #[arg(long, default_value = "ml-100k")]
     pub dataset: String,
     /// Where the dataset's files are (default: data/raw/ml-100k).
@@ -241,7 +242,22 @@ fn eval_command(config: &Config, args: EvalArgs) -> Result<ExitCode> {
     let how: crate::eval::Split = args.split.parse().map_err(|e: String| Error::invalid("/split", e))?;
     let ds = match args.dataset.as_str() {
         "ml-100k" => data::load_ml100k(&args.data.clone().unwrap_or_else(|| PathBuf::from("data/raw/ml-100k")))?,
-        other => return Err(Error::invalid("/dataset", format!("unknown dataset '{other}' (ml-100k)"))),
+        "shop" => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("cannot start the async runtime", e))?;
+            runtime.block_on(async {
+                let c = config.store.clone();
+                let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+                let w = config.events.clone();
+                let weight = move |k: crate::events::Kind, v: f64| crate::events::kind_weight(&w, k, v);
+                data::load_shop(&store, weight).await
+            })?
+        }
+        other => return Err(Error::invalid("/dataset", format!("unknown dataset '{other}' (ml-100k, shop)"))),
     };
     eprintln!("{}: {} users, {} items, {} interactions", ds.name, ds.n_users, ds.n_items, ds.interactions.len());
     let vectors = if args.no_content {

@@ -203,16 +203,7 @@ impl Events {
 
     /// The configured weight of an event in taste and popularity.
     pub fn weight(&self, kind: Kind, value: f64) -> f64 {
-        let c = &self.config;
-        match kind {
-            Kind::View => c.weight_view,
-            Kind::Click => c.weight_click,
-            Kind::Cart => c.weight_cart,
-            Kind::Purchase => c.weight_purchase,
-            Kind::Return => c.weight_return,
-            Kind::Rating => (value - 3.0) * c.weight_rating,
-            Kind::Impression => 0.0,
-        }
+        kind_weight(&self.config, kind, value)
     }
 
     /// Validate one input (everything but the product's existence).
@@ -599,6 +590,19 @@ struct ProductState {
     co: BTreeMap<u32, f32>,
     trend_changed: bool,
     co_changed: bool,
+}
+
+/// The configured weight of an event in taste, popularity and training.
+pub fn kind_weight(c: &EventsConfig, kind: Kind, value: f64) -> f64 {
+    match kind {
+        Kind::View => c.weight_view,
+        Kind::Click => c.weight_click,
+        Kind::Cart => c.weight_cart,
+        Kind::Purchase => c.weight_purchase,
+        Kind::Return => c.weight_return,
+        Kind::Rating => (value - 3.0) * c.weight_rating,
+        Kind::Impression => 0.0,
+    }
 }
 
 /// `ln(e^a + e^b)` without overflow.

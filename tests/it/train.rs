@@ -93,4 +93,19 @@ fn a_trained_model_joins_the_fused_query_and_changes_recommendations() {
     assert!(s.stop().success());
     let s = Server::start(&dir, &[("AISLE_CHAT_MODEL", "")]);
     assert_eq!(collab_only(&s, "cf-new")["sources"], json!(["collab"]));
+    // The shop's own events evaluate offline too (server stopped: one process per data dir).
+    assert!(s.stop().success());
+    let out_dir = dir.join("eval");
+    let out = crate::harness::aisle()
+        .args(["eval", "--dataset", "shop", "--split", "leave-last-1", "--quick", "--no-content", "--data-dir"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["dataset"], "shop");
+    assert_eq!(report["users"], 25, "{report}");
+    assert!(report["rows"].as_array().unwrap().iter().any(|r| r["model"] == "aisle hybrid"), "{report}");
 }
