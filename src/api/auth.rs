@@ -204,6 +204,8 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     // A matched route missing from the table is closed: admin only.
     let access = match (rule, &matched) {
         (Some(r), _) => r.access,
+        // A known path with another method: any valid key may learn that it is a 405.
+        (None, Some(p)) if ROUTES.iter().any(|r| r.path == p) => Access::Role(Role::Read),
         (None, Some(_)) => Access::Role(Role::Admin),
         (None, None) => Access::Role(Role::Read), // no such route: 404/405 for any valid key
     };

@@ -266,6 +266,8 @@ fn api_keys_roles_limits_and_the_audit_log() {
         assert_eq!(status, 401, "{} {} with a wrong key", rule.method, rule.path);
     }
     assert_eq!(call("GET", &s.url("/v1/nothing-here"), None, None).0, 401, "unknown routes reveal nothing");
+    assert_eq!(call("PATCH", &s.url("/v1/products/el-0117"), Some(READ), None).0, 405, "a wrong method is a 405");
+    assert_eq!(call("GET", &s.url("/v1/nothing-here"), Some(READ), None).0, 404);
     // Roles: read cannot write; app cannot erase, export, import or change the catalog.
     let product = json!({"title": "Auth test product", "price": 1.0});
     let event = json!({"customer_id": "auth-customer", "product_id": "el-0117", "kind": "view"});
