@@ -80,14 +80,10 @@ async fn list(State(state): State<AppState>, QueryParams(p): QueryParams<ListPar
     if limit == 0 || limit > MAX_PAGE {
         return Err(Error::invalid("/limit", format!("must be between 1 and {MAX_PAGE}")).into());
     }
+    // Merchandisers list hidden products too.
     let filter = ProductFilter {
-        categories: p.category.map(|c| vec![c]),
-        brands: p.brand.map(|b| vec![b]),
-        price_min: p.price_min,
-        price_max: p.price_max,
-        in_stock: p.in_stock,
-        exclude_ids: None,
         include_hidden: true,
+        ..ProductFilter::from_query(p.category, p.brand, p.price_min, p.price_max, p.in_stock)
     };
     let errors = filter.check("");
     if !errors.is_empty() {

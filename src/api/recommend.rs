@@ -59,13 +59,8 @@ impl RecommendParams {
             session_items: split(self.session),
             limit: self.limit,
             filter: ProductFilter {
-                categories: self.category.map(|c| vec![c]),
-                brands: self.brand.map(|b| vec![b]),
-                price_min: self.price_min,
-                price_max: self.price_max,
-                in_stock: self.in_stock,
                 exclude_ids: (!exclude.is_empty()).then_some(exclude),
-                include_hidden: false,
+                ..ProductFilter::from_query(self.category, self.brand, self.price_min, self.price_max, self.in_stock)
             },
             exclude_purchased: self.exclude_purchased,
             exclude_seen: self.exclude_seen,
@@ -135,16 +130,9 @@ async fn trending(
 ) -> Result<Response, ApiError> {
     let max = state.config().recommend.max_limit;
     let limit = p.limit.unwrap_or(10);
-    let filter = ProductFilter {
-        categories: p.category.map(|c| vec![c]),
-        brands: p.brand.map(|b| vec![b]),
-        price_min: p.price_min,
-        price_max: p.price_max,
-        // Trending widgets show what can be bought; in_stock=false asks for the rest.
-        in_stock: Some(p.in_stock.unwrap_or(true)),
-        exclude_ids: None,
-        include_hidden: false,
-    };
+    // Trending widgets show what can be bought; in_stock=false asks for the rest.
+    let in_stock = Some(p.in_stock.unwrap_or(true));
+    let filter = ProductFilter::from_query(p.category, p.brand, p.price_min, p.price_max, in_stock);
     let mut errors = filter.check("");
     if limit == 0 || limit > max {
         errors.push(FieldError::new("/limit", format!("must be between 1 and {max}")));

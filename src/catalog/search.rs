@@ -30,6 +30,25 @@ pub struct ProductFilter {
 }
 
 impl ProductFilter {
+    /// The filter of query-string parameters, which name one category and one brand at most.
+    pub fn from_query(
+        category: Option<String>,
+        brand: Option<String>,
+        price_min: Option<f64>,
+        price_max: Option<f64>,
+        in_stock: Option<bool>,
+    ) -> Self {
+        Self {
+            categories: category.map(|c| vec![c]),
+            brands: brand.map(|b| vec![b]),
+            price_min,
+            price_max,
+            in_stock,
+            exclude_ids: None,
+            include_hidden: false,
+        }
+    }
+
     /// Check the filter; pointers are prefixed with `at` (e.g. `/filters`).
     pub fn check(&self, at: &str) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -215,15 +234,13 @@ pub struct SimilarRequest {
 impl SimilarRequest {
     /// The filter these parameters describe.
     pub fn filter(&self) -> ProductFilter {
-        ProductFilter {
-            categories: self.category.clone().map(|c| vec![c]),
-            brands: self.brand.clone().map(|b| vec![b]),
-            price_min: self.price_min,
-            price_max: self.price_max,
-            in_stock: self.in_stock,
-            exclude_ids: None,
-            include_hidden: false,
-        }
+        ProductFilter::from_query(
+            self.category.clone(),
+            self.brand.clone(),
+            self.price_min,
+            self.price_max,
+            self.in_stock,
+        )
     }
 }
 
