@@ -99,19 +99,8 @@ pub fn read_keys_file(path: &Path) -> Result<Vec<StoredKey>> {
 
 /// Write the keys file atomically with mode 0600.
 pub fn write_keys_file(path: &Path, keys: &[StoredKey]) -> Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
     let body = serde_json::to_vec_pretty(keys).map_err(|e| Error::Internal(e.to_string()))?;
-    f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| Error::io("cannot write the keys file", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    super::write_private(path, &body)
 }
 
 /// The keys a server accepts.

@@ -297,20 +297,7 @@ pub fn log_sub_exp(a: f64, b: f64) -> Option<f64> {
 }
 
 fn write_job(path: &Path, job: &Job) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
-    let body = serde_json::to_vec(job).map_err(|e| Error::Internal(e.to_string()))?;
-    f.write_all(&body).and_then(|_| f.sync_all()).map_err(|e| Error::io("cannot write an erasure job", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    sync_dir(dir);
-    Ok(())
+    super::write_private(path, &serde_json::to_vec(job).map_err(|e| Error::Internal(e.to_string()))?)
 }
 
 fn sync_dir(dir: &Path) {

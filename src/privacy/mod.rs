@@ -44,19 +44,7 @@ impl Keyring {
             return Ok(Self { secret });
         }
         let secret: [u8; 32] = rand::random();
-        let tmp = data_dir.join("secret.tmp");
-        {
-            use std::io::Write;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options.open(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-            f.write_all(hex::encode(secret).as_bytes())
-                .and_then(|_| f.sync_all())
-                .map_err(|e| Error::io("cannot write the secret", e))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        write_private(&path, hex::encode(secret).as_bytes())?;
         Ok(Self { secret: secret.to_vec() })
     }
 
@@ -83,6 +71,31 @@ impl Keyring {
     pub fn session_key(&self, session_id: &str) -> String {
         self.mac("session", session_id)
     }
+}
+
+/// Write a file that only its owner may read (mode 0600) atomically: a temporary file beside
+/// it, synced, renamed over it, and the directory synced. A crash leaves the old file or the new
+/// one, never a mix.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
