@@ -1,6 +1,6 @@
-//! The models compared: TopPop, ItemKNN, EASE, iALS, content-only, and aisle's hybrid (the
-//! sources of the recommendation query fused by weighted reciprocal-rank fusion, as the server
-//! fuses its Qdrant prefetches).
+//! The models compared: TopPop, ItemKNN, EASE, iALS and content-only, and the item-item models
+//! behind the hybrid's co_purchase source. The hybrid itself (these models' rankings fused by
+//! weighted reciprocal-rank fusion, as the server fuses its Qdrant prefetches) is in `report`.
 
 use std::collections::HashMap;
 
@@ -23,15 +23,6 @@ pub enum Trained {
     Als(Factors),
     /// Unit item vectors of the items' texts; the user is the recency-weighted mean of theirs.
     Content(std::sync::Arc<Vec<Vec<f32>>>),
-    /// Weighted RRF of other models' rankings.
-    Hybrid {
-        /// (weight, model).
-        parts: Vec<(f32, Trained)>,
-        /// RRF constant.
-        k: f32,
-        /// Candidates each part contributes.
-        depth: usize,
-    },
 }
 
 impl Trained {
@@ -76,20 +67,6 @@ impl Trained {
                 }
                 for (o, item) in out.iter_mut().zip(v.iter()) {
                     *o = item.iter().zip(&profile).map(|(a, b)| a * b).sum();
-                }
-            }
-            Trained::Hybrid { parts, k, depth } => {
-                let seen: std::collections::HashSet<u32> = history.iter().map(|h| h.0).collect();
-                let mut tmp = vec![0f32; out.len()];
-                for (w, part) in parts {
-                    if *w == 0.0 {
-                        continue;
-                    }
-                    part.score(user, history, &mut tmp);
-                    let ranked = crate::eval::metrics::top_k(&tmp, &seen, *depth);
-                    for (r, i) in ranked.iter().enumerate() {
-                        out[*i as usize] += w / (k + r as f32 + 1.0);
-                    }
                 }
             }
         }
@@ -148,30 +125,9 @@ pub enum Scorer {
     Ials(AlsConfig),
     /// Text embeddings only.
     Content,
-    /// aisle's hybrid: weights of collab (iALS), co_purchase (item-item), content and trending.
-    Hybrid {
-        /// iALS setting.
-        als: AlsConfig,
-        /// The item-item model behind co_purchase.
-        item_item: ItemItem,
-        /// Source weights: collab, co_purchase, content, trending.
-        weights: [f32; 4],
-    },
 }
 
 impl Scorer {
-    /// A short name for tables.
-    pub fn family(&self) -> &'static str {
-        match self {
-            Scorer::TopPop => "TopPop",
-            Scorer::ItemKnn { .. } => "ItemKNN",
-            Scorer::Ease { .. } => "EASE",
-            Scorer::Ials(_) => "iALS",
-            Scorer::Content => "content",
-            Scorer::Hybrid { .. } => "aisle hybrid",
-        }
-    }
-
     /// Train on `t` (item vectors are needed by content and the hybrid).
     pub fn train(&self, t: &TrainSet, vectors: Option<&std::sync::Arc<Vec<Vec<f32>>>>) -> Trained {
         match self {
@@ -180,15 +136,6 @@ impl Scorer {
             Scorer::Ease { reg } => Trained::Ease(t.n_items, train_ease(&t.matrix, *reg)),
             Scorer::Ials(c) => Trained::Als(train_als(&t.matrix, c, |_, _| {})),
             Scorer::Content => Trained::Content(vectors.expect("content needs item vectors").clone()),
-            Scorer::Hybrid { als, item_item, weights } => {
-                let (a, b) = rayon::join(|| train_als(&t.matrix, als, |_, _| {}), || item_item.train(&t.matrix));
-                let mut parts = vec![(weights[0], Trained::Als(a)), (weights[1], Trained::Knn(b))];
-                if let Some(v) = vectors {
-                    parts.push((weights[2], Trained::Content(v.clone())));
-                }
-                parts.push((weights[3], Trained::Pop(t.popularity.clone())));
-                Trained::Hybrid { parts, k: crate::recommend::RRF_K as f32, depth: 200 }
-            }
         }
     }
 }
@@ -236,19 +183,6 @@ pub fn ease_neighbours(n: usize, b: &[f32], k: usize) -> Vec<Vec<(u32, f32)>> {
             v.sort_by(|a, b| b.1.total_cmp(&a.1));
             v.truncate(k);
             v
-        })
-        .collect()
-}
-
-/// Score users in parallel with a trained model (helper for callers outside `evaluate`).
-pub fn score_all(model: &Trained, users: &[u32], t: &TrainSet) -> Vec<Vec<f32>> {
-    let empty = Vec::new();
-    users
-        .par_iter()
-        .map(|u| {
-            let mut out = vec![0f32; t.n_items];
-            model.score(*u, t.histories.get(u).unwrap_or(&empty), &mut out);
-            out
         })
         .collect()
 }
