@@ -162,6 +162,8 @@ struct AnchorItem {
     kind: Kind,
     title: String,
     text: Option<Vec<f32>>,
+    /// Collaborative factors, when a model is served.
+    collab: Option<Vec<f32>>,
     num: Option<u32>,
 }
 
@@ -241,7 +243,8 @@ impl Recommender {
                 }
             }
         }
-        let anchors = self.load_anchors(&anchor_list, &req.session_items).await?;
+        let model = self.collab.as_ref().and_then(|c| c.model());
+        let anchors = self.load_anchors(&anchor_list, &req.session_items, model.is_some()).await?;
         let session: Vec<&AnchorItem> = anchors.iter().take(self.config.session_items).collect();
 
         // One filter for every source.
@@ -274,9 +277,14 @@ impl Recommender {
                 Source::Vector(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector: Vector::Dense(taste) }),
             ));
         }
-        if let (Some(p), Some(collab)) = (personal, &self.collab)
+        if let (Some(p), Some(model)) = (personal, &model)
             && self.weight(SourceName::Collab, &req.weights) > 0.0
-            && let Some(x) = collab.user_vector(&p.history).await?
+            && let Some(x) = train::user_vector(
+                model,
+                &p.history,
+                &anchors.iter().filter_map(|a| Some((a.product_id.as_str(), a.collab.as_deref()?))).collect(),
+                |k| self.events.weight(k, 1.0),
+            )
         {
             sources.push((
                 SourceName::Collab,
@@ -428,14 +436,23 @@ impl Recommender {
         })
     }
 
-    async fn load_anchors(&self, list: &[(String, Kind)], requested: &[String]) -> Result<Vec<AnchorItem>> {
+    /// The anchor products with their text vectors (and collaborative factors when `collab`),
+    /// in one read.
+    async fn load_anchors(
+        &self,
+        list: &[(String, Kind)],
+        requested: &[String],
+        collab: bool,
+    ) -> Result<Vec<AnchorItem>> {
         if list.is_empty() {
             return Ok(vec![]);
         }
-        let records = self
-            .store
-            .retrieve(PRODUCTS, list.iter().map(|(p, _)| product_point(p)).collect(), vec![TEXT_VECTOR.into()])
-            .await?;
+        let mut vectors = vec![TEXT_VECTOR.to_string()];
+        if collab {
+            vectors.push(train::COLLAB_VECTOR.into());
+        }
+        let records =
+            self.store.retrieve(PRODUCTS, list.iter().map(|(p, _)| product_point(p)).collect(), vectors).await?;
         let by_id: HashMap<String, &crate::store::Record> =
             records.iter().filter_map(|r| Some((r.payload.get("id")?.as_str()?.to_string(), r))).collect();
         let mut errors = Vec::new();
@@ -456,6 +473,10 @@ impl Recommender {
                     kind: *kind,
                     title: r.payload.get("title").and_then(Value::as_str).unwrap_or_default().to_string(),
                     text: match r.vectors.get(TEXT_VECTOR) {
+                        Some(Vector::Dense(v)) => Some(v.clone()),
+                        _ => None,
+                    },
+                    collab: match r.vectors.get(train::COLLAB_VECTOR) {
                         Some(Vector::Dense(v)) => Some(v.clone()),
                         _ => None,
                     },

@@ -268,44 +268,37 @@ impl Collab {
         }
         Ok(())
     }
+}
 
-    /// A customer's factors folded in from their history against the stored item factors
-    /// (`None` without a model or without history items that have factors).
-    pub async fn user_vector(&self, history: &[HistoryItem]) -> Result<Option<Vec<f32>>> {
-        let Some(model) = self.model() else { return Ok(None) };
-        if history.is_empty() {
-            return Ok(None);
-        }
-        let now = Utc::now().timestamp();
-        let half_life = model.config.half_life_days * 86_400.0;
-        let mut weights: HashMap<&str, f64> = HashMap::new();
-        for h in history {
-            let w = self.events.weight(h.kind, 1.0) * 0.5f64.powf((now - h.ts).max(0) as f64 / half_life);
-            *weights.entry(h.product_id.as_str()).or_default() += w;
-        }
-        let ids: Vec<&str> = weights.iter().filter(|(_, w)| **w > 0.0).map(|(id, _)| *id).collect();
-        let records = self
-            .store
-            .retrieve(PRODUCTS, ids.iter().map(|id| product_point(id)).collect(), vec![COLLAB_VECTOR.into()])
-            .await?;
-        let k = model.config.factors;
-        let mut items = Vec::new();
-        let mut row = Vec::new();
-        for r in records {
-            let (Some(Vector::Dense(v)), Some(id)) =
-                (r.vectors.get(COLLAB_VECTOR), r.payload.get("id").and_then(Value::as_str))
-            else {
-                continue;
-            };
-            if v.len() != k {
-                continue;
-            }
-            row.push(((items.len() / k) as u32, weights[id] as f32));
-            items.extend_from_slice(v);
-        }
-        if row.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(fold_in(&items, k, &model.gram, &row, &model.config.als())))
+/// A customer's factors folded in from their history against item factors (`factors`, by
+/// product id, of the history's products), each event weighted by `weight` and by age as in
+/// training. `None` when no history item has factors.
+pub fn user_vector(
+    model: &CollabModel,
+    history: &[HistoryItem],
+    factors: &HashMap<&str, &[f32]>,
+    weight: impl Fn(Kind) -> f64,
+) -> Option<Vec<f32>> {
+    let now = Utc::now().timestamp();
+    let half_life = model.config.half_life_days * 86_400.0;
+    let mut weights: HashMap<&str, f64> = HashMap::new();
+    for h in history {
+        let w = weight(h.kind) * 0.5f64.powf((now - h.ts).max(0) as f64 / half_life);
+        *weights.entry(h.product_id.as_str()).or_default() += w;
     }
+    let k = model.config.factors;
+    let mut items = Vec::new();
+    let mut row = Vec::new();
+    let mut ids: Vec<&str> = weights.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let w = weights[id];
+        let Some(v) = factors.get(id).filter(|v| v.len() == k && w > 0.0) else { continue };
+        row.push(((items.len() / k) as u32, w as f32));
+        items.extend_from_slice(v);
+    }
+    if row.is_empty() {
+        return None;
+    }
+    Some(fold_in(&items, k, &model.gram, &row, &model.config.als()))
 }
