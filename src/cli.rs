@@ -53,6 +53,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// Offline evaluation: baselines and aisle's hybrid, full ranking, on MovieLens 100K.
     Eval(EvalArgs),
+    /// Score the shopping assistant on a set of shopper requests with the configured chat model
+    /// (constraint satisfaction, refusals, grounding, latency). The server must not be running.
+    AssistantEval(AssistantEvalArgs),
     /// Train the collaborative model from the stored events (the server must not be running;
     /// with one running, use POST /v1/admin/train).
     Train,
@@ -80,6 +83,17 @@ pub struct EvalArgs {
     /// Skip the content model (no embedding model needed).
     #[arg(long)]
     pub no_content: bool,
+}
+
+/// `aisle assistant-eval` flags.
+#[derive(Debug, Args)]
+pub struct AssistantEvalArgs {
+    /// The requests (JSON lines: id, turns, expect).
+    #[arg(long, default_value = "tests/data/assistant_eval.jsonl")]
+    pub cases: PathBuf,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `aisle keys ...`
@@ -386,6 +400,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(cmd) => runtime.block_on(crate::models::run(&config, cmd)),
         Command::Keys(cmd) => keys_command(&config, cmd),
         Command::Eval(args) => eval_command(&config, args),
+        Command::AssistantEval(args) => runtime.block_on(async {
+            let cases = crate::assistant::eval::load(&args.cases)?;
+            let c = config.store.clone();
+            let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let cfg = config.clone();
+            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&cfg, store, true))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            let report = crate::assistant::eval::run(&services.assistant, &services.catalog, &cases).await?;
+            services.store.flush().await?;
+            print!("{}", report.table());
+            if let Some(path) = &args.json {
+                let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
+                std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Train => runtime.block_on(async {
             let c = config.store.clone();
             let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))

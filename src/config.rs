@@ -37,6 +37,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Collaborative-filtering training.
     pub train: crate::recommend::train::TrainConfig,
+    /// The shopping assistant.
+    pub assistant: crate::assistant::AssistantConfig,
 }
 
 /// `[server]`: the HTTP edge.
@@ -421,6 +423,18 @@ impl Config {
         {
             problems
                 .push("train.factors and iterations must be at least 1; reg and half_life_days positive".to_string());
+        }
+        let a = &self.assistant;
+        if a.cards == 0 || a.candidates < a.cards || a.max_tokens == 0 || a.max_turns < 2 {
+            problems.push(
+                "assistant.cards and max_tokens must be at least 1, candidates at least cards, max_turns at least 2"
+                    .to_string(),
+            );
+        }
+        if a.personal_weight < 0.0 || a.session_max_age_days <= 0.0 {
+            problems.push(
+                "assistant.personal_weight must not be negative and session_max_age_days must be positive".to_string(),
+            );
         }
         if self.auth.rate_per_sec < 0.0 || self.auth.burst < 1.0 {
             problems.push("auth.rate_per_sec must not be negative and auth.burst must be at least 1".to_string());

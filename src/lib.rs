@@ -7,10 +7,12 @@
 //! - [`infer`]: devices, threads, the embedding model and its batching queue.
 //! - [`store`]: the vector store (Qdrant, in-process by default) behind one [`store::Store`].
 //! - [`catalog`]: the product schema, validation, embedding text, import and search.
+//! - [`assistant`]: the grounded shopping assistant (understanding, retrieval, grounding, sessions).
 //! - [`api`]: the HTTP edge (axum), problem+json errors.
 //! - [`cli`]: the `aisle` command.
 
 pub mod api;
+pub mod assistant;
 pub mod bench;
 pub mod catalog;
 pub mod cli;

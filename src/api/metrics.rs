@@ -75,6 +75,37 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Texts skipped because their caller left.",
             e.skipped.load(Ordering::Relaxed),
         );
+        let a = s.assistant.stats();
+        for (name, help, v) in [
+            ("aisle_assistant_requests_total", "Assistant answers.", &a.requests),
+            ("aisle_assistant_refusals_total", "Assistant refusals (out of scope or unsafe).", &a.refusals),
+            ("aisle_assistant_empty_total", "Assistant requests no in-stock product matched.", &a.empty),
+            (
+                "aisle_assistant_violations_product_total",
+                "Grounding: products named that were not cards.",
+                &a.violations_product,
+            ),
+            (
+                "aisle_assistant_violations_price_total",
+                "Grounding: prices that were not the catalog's.",
+                &a.violations_price,
+            ),
+            (
+                "aisle_assistant_violations_stock_total",
+                "Grounding: stock claims that were not the catalog's.",
+                &a.violations_stock,
+            ),
+            ("aisle_assistant_repaired_total", "Grounding: claims rewritten from the catalog.", &a.repaired),
+            ("aisle_assistant_removed_total", "Grounding: sentences removed.", &a.removed),
+            ("aisle_assistant_fallbacks_total", "Grounding: answers rewritten from the cards.", &a.fallbacks),
+            (
+                "aisle_assistant_violations_after_total",
+                "Grounding: violations left in final answers.",
+                &a.violations_after,
+            ),
+        ] {
+            metric(&mut out, name, "counter", help, v.load(Ordering::Relaxed));
+        }
         if let Some(g) = &s.generator {
             let c = g.stats();
             metric(

@@ -3,6 +3,7 @@
 //! the result. Nothing here touches a tensor or a Qdrant type.
 
 pub mod admin;
+pub mod assistant;
 pub mod auth;
 pub mod customers;
 pub mod events;
@@ -64,6 +65,8 @@ pub struct Services {
     pub collab: crate::recommend::train::Collab,
     /// PII redaction for text that is stored or embedded.
     pub redactor: Redactor,
+    /// The shopping assistant.
+    pub assistant: crate::assistant::Assistant,
 }
 
 impl Services {
@@ -165,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .merge(recommend::routes())
         .merge(metrics::routes())
         .merge(admin::routes())
+        .merge(assistant::routes())
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
@@ -208,18 +212,20 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
     let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
     let redactor = Redactor::new(&config.privacy.redact);
     let dim = embedder.info().dim;
-    let (catalog, profiles, events, recommender, privacy, collab) = runtime.block_on(async {
+    let (catalog, profiles, events, recommender, privacy, collab, assistant) = runtime.block_on(async {
         let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
         let profiles =
             Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent, redactor.clone()).await?;
         let events =
             Events::open(store.clone(), catalog.clone(), profiles.clone(), keys.clone(), config.events.clone()).await?;
+        let sessions = crate::assistant::session::Sessions::open(store.clone(), keys.clone()).await?;
         let privacy = Privacy::new(
             store.clone(),
             keys,
             catalog.clone(),
             profiles.clone(),
             events.clone(),
+            sessions.clone(),
             &config.store.data_dir,
         );
         let resumed = privacy.resume().await?;
@@ -244,9 +250,30 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             config.recommend.clone(),
         )
         .with_collab(collab.clone());
-        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab))
+        let assistant = crate::assistant::Assistant::new(
+            catalog.clone(),
+            profiles.clone(),
+            sessions,
+            generator.clone(),
+            redactor.clone(),
+            config.assistant.clone(),
+            config.search.clone(),
+        );
+        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab, assistant))
     })?;
-    Ok(Services { store, embedder, catalog, generator, profiles, events, recommender, privacy, redactor, collab })
+    Ok(Services {
+        store,
+        embedder,
+        catalog,
+        generator,
+        profiles,
+        events,
+        recommender,
+        privacy,
+        redactor,
+        collab,
+        assistant,
+    })
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the
@@ -314,6 +341,12 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
                         Ok(0) => {}
                         Ok(purged) => tracing::info!(purged, "retention: purged expired events"),
                         Err(e) => tracing::warn!(error = %e, "retention failed"),
+                    }
+                    let max_age = state.config().assistant.session_max_age_days;
+                    match s.assistant.sessions().purge_expired(max_age).await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::info!(purged, "retention: purged idle assistant sessions"),
+                        Err(e) => tracing::warn!(error = %e, "session retention failed"),
                     }
                 }
                 if let Ok(s) = state.services()

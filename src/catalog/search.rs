@@ -16,6 +16,8 @@ pub struct ProductFilter {
     pub categories: Option<Vec<String>>,
     /// Keep products of any of these brands (case-insensitive, exact).
     pub brands: Option<Vec<String>>,
+    /// Leave out products of these brands (case-insensitive, exact).
+    pub exclude_brands: Option<Vec<String>>,
     /// Lowest price (inclusive). Products without a price are left out when a bound is set.
     pub price_min: Option<f64>,
     /// Highest price (inclusive).
@@ -41,6 +43,7 @@ impl ProductFilter {
         Self {
             categories: category.map(|c| vec![c]),
             brands: brand.map(|b| vec![b]),
+            exclude_brands: None,
             price_min,
             price_max,
             in_stock,
@@ -62,9 +65,12 @@ impl ProductFilter {
         {
             errors.push(FieldError::new(format!("{at}/price_min"), format!("{lo} is above price_max {hi}")));
         }
-        for (name, list) in
-            [("categories", &self.categories), ("brands", &self.brands), ("exclude_ids", &self.exclude_ids)]
-        {
+        for (name, list) in [
+            ("categories", &self.categories),
+            ("brands", &self.brands),
+            ("exclude_brands", &self.exclude_brands),
+            ("exclude_ids", &self.exclude_ids),
+        ] {
             if let Some(list) = list {
                 if list.len() > 1000 {
                     errors.push(FieldError::new(format!("{at}/{name}"), "must have at most 1000 items"));
@@ -90,6 +96,12 @@ impl ProductFilter {
         }
         if let Some(b) = self.brands.as_ref().filter(|b| !b.is_empty()) {
             f = f.must(Condition::KeywordAny {
+                key: "brand_key".into(),
+                values: b.iter().map(|s| filter_key(s)).collect(),
+            });
+        }
+        if let Some(b) = self.exclude_brands.as_ref().filter(|b| !b.is_empty()) {
+            f = f.must_not(Condition::KeywordAny {
                 key: "brand_key".into(),
                 values: b.iter().map(|s| filter_key(s)).collect(),
             });
@@ -123,6 +135,7 @@ impl ProductFilter {
         };
         any(&self.categories, &p.categories)
             && any(&self.brands, &brand)
+            && !(self.exclude_brands.as_ref().is_some_and(|x| !x.is_empty()) && any(&self.exclude_brands, &brand))
             && price_ok
             && self.in_stock.is_none_or(|s| p.in_stock == s)
             && !self.exclude_ids.as_ref().is_some_and(|ids| ids.contains(&p.id))
@@ -315,7 +328,14 @@ impl Catalog {
             }
         };
         let hits = self.store.query(PRODUCTS, query).await?;
-        hits.into_iter().map(|h| Ok(SearchHit { product: from_payload(h.payload)?, score: h.score })).collect()
+        let mut hits: Vec<SearchHit> = hits
+            .into_iter()
+            .map(|h| Ok(SearchHit { product: from_payload(h.payload)?, score: h.score }))
+            .collect::<Result<_>>()?;
+        // Fused scores tie often (rank 1 + rank 2 = rank 2 + rank 1); the engine orders ties
+        // arbitrarily. Ties go by product id, so the same query gives the same page.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.product.id.cmp(&b.product.id)));
+        Ok(hits)
     }
 
     /// Products most similar in text to product `id` (itself excluded), filtered.

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Keyring;
+use crate::assistant::session::Sessions;
 use crate::catalog::{CO_VECTOR, Catalog, NUM, PRODUCTS, TREND, product_point};
 use crate::error::{Error, Result};
 use crate::events::profile::CUSTOMERS;
@@ -37,6 +38,9 @@ pub struct ErasureReport {
     pub events: usize,
     /// Products whose trending or bought-together counts were corrected.
     pub products_corrected: usize,
+    /// Assistant sessions deleted.
+    #[serde(default)]
+    pub sessions: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +77,7 @@ pub struct Privacy {
     catalog: Catalog,
     profiles: Profiles,
     events: Events,
+    sessions: Sessions,
     jobs: PathBuf,
     running: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -85,9 +90,19 @@ impl Privacy {
         catalog: Catalog,
         profiles: Profiles,
         events: Events,
+        sessions: Sessions,
         data_dir: &Path,
     ) -> Self {
-        Self { store, keys, catalog, profiles, events, jobs: data_dir.join("erasures"), running: Default::default() }
+        Self {
+            store,
+            keys,
+            catalog,
+            profiles,
+            events,
+            sessions,
+            jobs: data_dir.join("erasures"),
+            running: Default::default(),
+        }
     }
 
     /// Everything held about a customer: profile (with the taste vector), events, sessions.
@@ -119,8 +134,8 @@ impl Privacy {
             "profile": if profile.exists { profile.to_json(customer_id) } else { Value::Null },
             "taste": profile.taste,
             "events": events,
-            // Assistant conversations are kept only when a client asks for it (not yet).
-            "sessions": [],
+            // Assistant conversations kept under a session id (redacted when stored).
+            "sessions": self.sessions.of_customer(&key).await?.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
         }))
     }
 
@@ -176,6 +191,7 @@ impl Privacy {
         crate::fault::point("erase-after-counts");
         self.events.delete_of_customer(&job.key).await?;
         self.profiles.delete_key(&job.key).await?;
+        job.report.sessions = self.sessions.erase_customer(&job.key).await?;
         crate::fault::point("erase-after-delete");
         self.store.compact(EVENTS).await?;
         self.store.compact(CUSTOMERS).await?;

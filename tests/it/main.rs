@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod assistant;
 mod chat;
 mod durability;
 mod embed;

@@ -1,0 +1,370 @@
+//! `aisle assistant-eval`: the shopper requests of `tests/data/assistant_eval.jsonl`, each with
+//! the hard constraints a person wrote down for it, run through the assistant with the real
+//! model and scored: constraint satisfaction of the cards (checked against the catalog as it is
+//! now, with the expected constraints, not the extracted ones), refusals, honest empty answers,
+//! grounding violations before and after the check, an independent check of every price in the
+//! final answer, and latency (time to first token and to first checked text, total).
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::understand::median;
+use super::{Assistant, ChatMessage, ChatRequest};
+use crate::catalog::{Catalog, ProductFilter};
+use crate::error::{Error, Result};
+
+/// One request of the set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Name.
+    pub id: String,
+    /// User turns, in order (kept in one session).
+    pub turns: Vec<String>,
+    /// What the last turn's answer must satisfy.
+    pub expect: Expect,
+}
+
+/// Hard constraints and outcomes a case expects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Every card in one of these categories.
+    pub categories: Option<Vec<String>>,
+    /// Every card of one of these brands.
+    pub brands: Option<Vec<String>>,
+    /// No card of these brands.
+    pub exclude_brands: Option<Vec<String>>,
+    /// Lowest price.
+    pub price_min: Option<f64>,
+    /// Highest price.
+    pub price_max: Option<f64>,
+    /// Every card cheaper than the median of the previous turn's cards.
+    #[serde(default)]
+    pub cheaper: bool,
+    /// Nothing matches: the answer must say so (alternatives only).
+    #[serde(default)]
+    pub empty: bool,
+    /// Must (or must not) be refused.
+    pub refusal: Option<bool>,
+    /// No cards at all.
+    #[serde(default)]
+    pub no_cards: bool,
+}
+
+/// One case's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Name.
+    pub id: String,
+    /// Every check passed.
+    pub passed: bool,
+    /// Cards that had to satisfy the constraints.
+    pub cards: usize,
+    /// Of those, cards that did.
+    pub cards_ok: usize,
+    /// The answer was a refusal.
+    pub refused: bool,
+    /// Grounding violations in the model's text.
+    pub violations_before: usize,
+    /// Grounding violations left in the final answer.
+    pub violations_after: usize,
+    /// Prices in the final answer that are no card's price and no bound of the request.
+    pub price_errors: usize,
+    /// The model was asked (not a refusal or a fixed answer).
+    pub generated: bool,
+    /// Nothing of the model's text survived the check: the answer was written from the cards.
+    pub fallback: bool,
+    /// Time to the model's first token (ms).
+    pub first_token_ms: Option<f64>,
+    /// Time to the first checked text (ms).
+    pub first_text_ms: Option<f64>,
+    /// Total time of the last turn (ms).
+    pub total_ms: f64,
+    /// What failed.
+    pub problems: Vec<String>,
+    /// The final answer.
+    pub answer: String,
+}
+
+/// Totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Chat model.
+    pub model: String,
+    /// Cases.
+    pub cases: usize,
+    /// Cases passing every check.
+    pub passed: usize,
+    /// Cards satisfying the expected constraints / cards.
+    pub constraint_satisfaction: f64,
+    /// Cards checked.
+    pub cards: usize,
+    /// Refusal cases answered right / refusal cases (both ways).
+    pub refusal_accuracy: f64,
+    /// Grounding violations before the check, all cases.
+    pub violations_before: usize,
+    /// Answers with at least one violation before the check.
+    pub answers_with_violations: usize,
+    /// Violations after the check.
+    pub violations_after: usize,
+    /// Independent price errors in final answers.
+    pub price_errors: usize,
+    /// Answers the model generated.
+    pub generated: usize,
+    /// Of those, answers written from the cards because nothing of the model's survived.
+    pub fallbacks: usize,
+    /// Median / 95th percentile time to first token (ms), generated answers.
+    pub first_token_ms_p50: f64,
+    /// 95th percentile.
+    pub first_token_ms_p95: f64,
+    /// Median time to first checked text (ms).
+    pub first_text_ms_p50: f64,
+    /// 95th percentile.
+    pub first_text_ms_p95: f64,
+    /// Median total (ms), generated answers.
+    pub total_ms_p50: f64,
+    /// 95th percentile.
+    pub total_ms_p95: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Totals.
+    pub summary: Summary,
+    /// Per case.
+    pub cases: Vec<CaseResult>,
+}
+
+static MONEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\$|€|£)\s?(\d[\d,]*(?:\.\d{1,2})?)|(\d[\d,]*(?:\.\d{1,2})?)\s?(?:dollars?|usd)\b").unwrap()
+});
+
+/// Read the cases of a JSON-lines file.
+pub fn load(path: &Path) -> Result<Vec<Case>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::Config(format!("{}:{}: {e}", path.display(), i + 1))))
+        .collect()
+}
+
+fn percentile(xs: &[f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
+}
+
+/// Run every case.
+pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Result<Report> {
+    let model = assistant.generator()?.info().name.clone();
+    let mut results = Vec::new();
+    for case in cases {
+        let session = format!("eval-{}-{}", case.id, uuid::Uuid::new_v4().simple());
+        let mut previous: Vec<f64> = Vec::new();
+        let mut last = None;
+        for (i, turn) in case.turns.iter().enumerate() {
+            let rx = assistant
+                .chat(ChatRequest {
+                    customer_id: None,
+                    session_id: Some(session.clone()),
+                    messages: vec![ChatMessage { role: "user".into(), content: turn.clone() }],
+                    filters: None,
+                    stream: Some(false),
+                })
+                .await?;
+            let out = Assistant::collect(rx).await?;
+            if i + 1 < case.turns.len() {
+                previous = out.1.iter().filter_map(|c| c.price).collect();
+            }
+            last = Some(out);
+        }
+        assistant.sessions().delete(&session).await?;
+        let (meta, cards, summary) = last.ok_or_else(|| Error::Config(format!("case {} has no turns", case.id)))?;
+        let e = &case.expect;
+        let mut problems = Vec::new();
+        let filter = ProductFilter {
+            categories: e.categories.clone(),
+            brands: e.brands.clone(),
+            exclude_brands: e.exclude_brands.clone(),
+            price_min: e.price_min,
+            price_max: e.price_max,
+            in_stock: Some(true),
+            ..Default::default()
+        };
+        let (mut checked, mut ok) = (0, 0);
+        let mut card_prices = Vec::new();
+        for c in &cards {
+            let product = match catalog.get(&c.id).await {
+                Ok(p) => p,
+                Err(_) => {
+                    problems.push(format!("card {} is not in the catalog", c.id));
+                    checked += 1;
+                    continue;
+                }
+            };
+            card_prices.extend(product.price);
+            if c.price != product.price {
+                problems.push(format!("card {} shows {:?}, the catalog {:?}", c.id, c.price, product.price));
+            }
+            if c.alternative {
+                if !product.in_stock {
+                    problems.push(format!("alternative {} is out of stock", c.id));
+                }
+                continue;
+            }
+            checked += 1;
+            let cheaper_ok = !e.cheaper || median(&previous).is_some_and(|m| product.price.is_some_and(|p| p < m));
+            if filter.admits(&product) && cheaper_ok {
+                ok += 1;
+            } else {
+                problems.push(format!("card {} ({}, {:?}) breaks the constraints", c.id, product.title, product.price));
+            }
+        }
+        let alternatives = cards.iter().any(|c| c.alternative);
+        if e.empty && (!alternatives && !cards.is_empty() || !summary.answer.contains("couldn't find")) {
+            problems.push("expected an honest \"nothing found\" answer".into());
+        }
+        if !e.empty && alternatives {
+            problems.push("said nothing matched, but the catalog has matches".into());
+        }
+        if meta.refused != e.refusal.unwrap_or(false) {
+            problems.push(format!("refused: {}, expected {}", meta.refused, e.refusal.unwrap_or(false)));
+        }
+        if e.no_cards && !cards.is_empty() {
+            problems.push("expected no cards".into());
+        }
+        if !e.empty && !e.no_cards && e.refusal != Some(true) && cards.is_empty() {
+            problems.push("no cards".into());
+        }
+        let bounds: Vec<f64> = [e.price_min, e.price_max, meta.constraints.price_min, meta.constraints.price_max]
+            .into_iter()
+            .flatten()
+            .collect();
+        let price_errors = MONEY
+            .captures_iter(&summary.answer)
+            .filter_map(|c| c.get(1).or(c.get(2))?.as_str().replace(',', "").parse::<f64>().ok())
+            .filter(|v| !card_prices.iter().chain(&bounds).any(|p| (p - v).abs() < 0.005))
+            .count();
+        if price_errors > 0 {
+            problems.push(format!("{price_errors} price(s) in the answer match no card"));
+        }
+        if summary.grounding.violations_after > 0 {
+            problems.push(format!("{} violation(s) left after the check", summary.grounding.violations_after));
+        }
+        results.push(CaseResult {
+            id: case.id.clone(),
+            passed: problems.is_empty(),
+            cards: checked,
+            cards_ok: ok,
+            refused: meta.refused,
+            violations_before: summary.grounding.violations_before,
+            violations_after: summary.grounding.violations_after,
+            price_errors,
+            generated: summary.timings.first_token_ms.is_some(),
+            fallback: summary.grounding.fallback,
+            first_token_ms: summary.timings.first_token_ms,
+            first_text_ms: summary.timings.first_text_ms,
+            total_ms: summary.timings.total_ms,
+            problems,
+            answer: summary.answer,
+        });
+    }
+    let generated: Vec<&CaseResult> = results.iter().filter(|r| r.generated).collect();
+    let ttft: Vec<f64> = generated.iter().filter_map(|r| r.first_token_ms).collect();
+    let first_text: Vec<f64> = generated.iter().filter_map(|r| r.first_text_ms).collect();
+    let total: Vec<f64> = generated.iter().map(|r| r.total_ms).collect();
+    let cards: usize = results.iter().map(|r| r.cards).sum();
+    let refusal_cases: Vec<(&Case, &CaseResult)> =
+        cases.iter().zip(&results).filter(|(c, _)| c.expect.refusal.is_some()).collect();
+    let summary = Summary {
+        model,
+        cases: results.len(),
+        passed: results.iter().filter(|r| r.passed).count(),
+        constraint_satisfaction: if cards == 0 {
+            1.0
+        } else {
+            results.iter().map(|r| r.cards_ok).sum::<usize>() as f64 / cards as f64
+        },
+        cards,
+        refusal_accuracy: if refusal_cases.is_empty() {
+            1.0
+        } else {
+            refusal_cases.iter().filter(|(c, r)| c.expect.refusal == Some(r.refused)).count() as f64
+                / refusal_cases.len() as f64
+        },
+        violations_before: results.iter().map(|r| r.violations_before).sum(),
+        answers_with_violations: results.iter().filter(|r| r.violations_before > 0).count(),
+        violations_after: results.iter().map(|r| r.violations_after).sum(),
+        price_errors: results.iter().map(|r| r.price_errors).sum(),
+        generated: generated.len(),
+        fallbacks: generated.iter().filter(|r| r.fallback).count(),
+        first_token_ms_p50: percentile(&ttft, 0.5),
+        first_token_ms_p95: percentile(&ttft, 0.95),
+        first_text_ms_p50: percentile(&first_text, 0.5),
+        first_text_ms_p95: percentile(&first_text, 0.95),
+        total_ms_p50: percentile(&total, 0.5),
+        total_ms_p95: percentile(&total, 0.95),
+    };
+    Ok(Report { summary, cases: results })
+}
+
+impl Report {
+    /// A plain-text table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "{:<28} {:>4} {:>7} {:>6} {:>6} {:>6} {:>9} {:>9}  problems\n",
+            "case", "pass", "cards", "viol<", "viol>", "price", "ttft ms", "total ms"
+        ));
+        for r in &self.cases {
+            s.push_str(&format!(
+                "{:<28} {:>4} {:>3}/{:<3} {:>6} {:>6} {:>6} {:>9} {:>9.0}  {}\n",
+                r.id,
+                if r.passed { "ok" } else { "FAIL" },
+                r.cards_ok,
+                r.cards,
+                r.violations_before,
+                r.violations_after,
+                r.price_errors,
+                r.first_token_ms.map(|t| format!("{t:.0}")).unwrap_or_else(|| "-".into()),
+                r.total_ms,
+                r.problems.join("; ")
+            ));
+        }
+        let m = &self.summary;
+        s.push_str(&format!(
+            "\nmodel {}: {}/{} cases pass; constraint satisfaction {:.3} ({} cards); refusal accuracy {:.3}; \
+             violations before {} (in {} answers), after {}; price errors {}; \
+             time to first token p50 {:.0} ms p95 {:.0} ms; first checked text p50 {:.0} ms p95 {:.0} ms; \
+             total p50 {:.0} ms p95 {:.0} ms ({} generated answers, {} written from the cards)\n",
+            m.model,
+            m.passed,
+            m.cases,
+            m.constraint_satisfaction,
+            m.cards,
+            m.refusal_accuracy,
+            m.violations_before,
+            m.answers_with_violations,
+            m.violations_after,
+            m.price_errors,
+            m.first_token_ms_p50,
+            m.first_token_ms_p95,
+            m.first_text_ms_p50,
+            m.first_text_ms_p95,
+            m.total_ms_p50,
+            m.total_ms_p95,
+            m.generated,
+            m.fallbacks
+        ));
+        s
+    }
+}
