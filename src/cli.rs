@@ -53,6 +53,9 @@ pub enum Command {
     Keys(KeysCommand),
     /// Offline evaluation: baselines and aisle's hybrid, full ranking, on MovieLens 100K.
     Eval(EvalArgs),
+    /// Benchmarks with their anchors side by side: embed, chat, search, recommend, ingest, train
+    /// (all by default). Prints a table; --json and --svg write the report and a chart.
+    Bench(BenchArgs),
     /// Score the shopping assistant on a set of shopper requests with the configured chat model
     /// (constraint satisfaction, refusals, grounding, latency). The server must not be running.
     AssistantEval(AssistantEvalArgs),
@@ -83,6 +86,26 @@ pub struct EvalArgs {
     /// Skip the content model (no embedding model needed).
     #[arg(long)]
     pub no_content: bool,
+}
+
+/// `aisle bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmarks (embed, chat, search, recommend, ingest, train); all when none.
+    pub which: Vec<String>,
+    /// Fewer repetitions and only the 10k-product shop (under 5 minutes on 2 cores once the
+    /// shop and llama.cpp are cached).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a chart of the ratios to the anchors (SVG).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Do not run llama.cpp (building it the first time takes ~15 minutes on 2 cores).
+    #[arg(long)]
+    pub no_anchor: bool,
 }
 
 /// `aisle assistant-eval` flags.
@@ -400,6 +423,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Models(cmd) => runtime.block_on(crate::models::run(&config, cmd)),
         Command::Keys(cmd) => keys_command(&config, cmd),
         Command::Eval(args) => eval_command(&config, args),
+        Command::Bench(args) => {
+            drop(runtime);
+            let report = crate::bench::suite::run(&config, &args.which, args.quick, !args.no_anchor, threads.0)?;
+            print!("{}", report.table());
+            if let Some(path) = &args.json {
+                let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
+                std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            }
+            if let Some(path) = &args.svg {
+                std::fs::write(path, report.svg()?)
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::AssistantEval(args) => runtime.block_on(async {
             let cases = crate::assistant::eval::load(&args.cases)?;
             let c = config.store.clone();

@@ -58,8 +58,12 @@ fn report(mut latencies: Vec<f64>, errors: usize, seconds: f64) -> LatencyReport
     }
 }
 
-fn send(agent: &ureq::Agent, url: &str) -> bool {
-    match agent.get(url).call() {
+fn send(agent: &ureq::Agent, url: &str, body: Option<&str>) -> bool {
+    let sent = match body {
+        None => agent.get(url).call(),
+        Some(b) => agent.post(url).set("content-type", "application/json").send_string(b),
+    };
+    match sent {
         Ok(r) => {
             let ok = (200..300).contains(&r.status());
             let _ = r.into_string();
@@ -90,7 +94,7 @@ pub fn open_loop(url: impl Fn(usize) -> String + Sync, rate: f64, duration: Dura
                     if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    if !send(&agent, &url(i)) {
+                    if !send(&agent, &url(i), None) {
                         errors += 1;
                     }
                     mine.push(scheduled.elapsed().as_secs_f64() * 1000.0);
@@ -108,6 +112,25 @@ pub fn open_loop(url: impl Fn(usize) -> String + Sync, rate: f64, duration: Dura
 
 /// `concurrency` clients sending back to back for `duration`.
 pub fn closed_loop(url: impl Fn(usize) -> String + Sync, concurrency: usize, duration: Duration) -> LatencyReport {
+    closed_loop_with(url, None::<fn(usize) -> String>, concurrency, duration)
+}
+
+/// [`closed_loop`] with JSON POST bodies.
+pub fn closed_loop_post(
+    url: impl Fn(usize) -> String + Sync,
+    body: impl Fn(usize) -> String + Sync,
+    concurrency: usize,
+    duration: Duration,
+) -> LatencyReport {
+    closed_loop_with(url, Some(body), concurrency, duration)
+}
+
+fn closed_loop_with(
+    url: impl Fn(usize) -> String + Sync,
+    body: Option<impl Fn(usize) -> String + Sync>,
+    concurrency: usize,
+    duration: Duration,
+) -> LatencyReport {
     let next = AtomicUsize::new(0);
     let results = Mutex::new((Vec::new(), 0usize));
     let start = Instant::now();
@@ -120,7 +143,8 @@ pub fn closed_loop(url: impl Fn(usize) -> String + Sync, concurrency: usize, dur
                 while start.elapsed() < duration {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let t = Instant::now();
-                    if !send(&agent, &url(i)) {
+                    let b = body.as_ref().map(|f| f(i));
+                    if !send(&agent, &url(i), b.as_deref()) {
                         errors += 1;
                     }
                     mine.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -109,3 +109,42 @@ fn a_trained_model_joins_the_fused_query_and_changes_recommendations() {
     assert_eq!(report["users"], 25, "{report}");
     assert!(report["rows"].as_array().unwrap().iter().any(|r| r["model"] == "aisle hybrid"), "{report}");
 }
+
+#[test]
+fn aisle_bench_reports_figures_with_anchors_machine_and_commit() {
+    let dir = crate::harness::temp_dir("bench");
+    let json = dir.join("bench.json");
+    let svg = dir.join("bench.svg");
+    let out = crate::harness::aisle()
+        .current_dir(crate::harness::root())
+        .env("AISLE_CACHE", &dir)
+        .args(["bench", "--quick", "--no-anchor", "embed", "train", "search"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    for bench in ["machine", "embed", "train", "search"] {
+        assert!(rows.iter().any(|r| r["bench"] == bench), "no {bench} rows: {report}");
+    }
+    for r in rows {
+        assert!(r["value"].as_f64().unwrap() >= 0.0, "{r}");
+        if let Some(ratio) = r["ratio"].as_f64() {
+            assert!(ratio > 0.0 && r["anchor"].is_string(), "{r}");
+        }
+    }
+    // Embedding figures come with the compute bound; search with the engine's own time.
+    assert!(rows.iter().any(|r| r["bench"] == "embed" && r["anchor"] == "compute bound"), "{report}");
+    assert!(rows.iter().any(|r| r["bench"] == "search" && r["ratio"].is_number()), "{report}");
+    assert_eq!(rows.iter().find(|r| r["metric"].as_str().unwrap().ends_with("errors")).unwrap()["value"], 0.0);
+    let m = &report["machine"];
+    assert!(!m["cpu"].as_str().unwrap().is_empty() && m["threads"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["commit"].as_str().unwrap() != "unknown", "{m}");
+    assert!(table.contains("f32 GEMM") && table.contains("ratio"), "{table}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
