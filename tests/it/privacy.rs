@@ -130,7 +130,7 @@ fn erasure_removes_every_trace_on_disk_and_takes_back_the_counts() {
     // Idempotent.
     let (status, _, again) = call("DELETE", &s.url(&format!("/v1/customers/{victim}")), None, None);
     assert_eq!(status, 200);
-    assert_eq!(again["erased"], json!({"profile": false, "events": 0, "products_corrected": 0}));
+    assert_eq!(again["erased"], json!({"profile": false, "events": 0, "products_corrected": 0, "sessions": 0}));
     // The bystander is untouched.
     let (_, other) = get(&s.url("/v1/customers/stays-a/export"));
     assert_eq!(other["events"].as_array().unwrap().len(), 2);
