@@ -11,16 +11,7 @@ use std::time::Instant;
 use aisle::eval::data::load_ml100k;
 use aisle::recommend::cf::{AlsConfig, Interactions, train_als, train_ease, train_item_knn};
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
-}
+use aisle::bench::suite::rss_peak_mib as peak_rss_mib;
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");

@@ -428,8 +428,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let report = crate::bench::suite::run(&config, &args.which, args.quick, !args.no_anchor, threads.0)?;
             print!("{}", report.table());
             if let Some(path) = &args.json {
-                let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
-                std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+                write_json(path, &report)?;
             }
             if let Some(path) = &args.svg {
                 std::fs::write(path, report.svg()?)
@@ -439,38 +438,42 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::AssistantEval(args) => runtime.block_on(async {
             let cases = crate::assistant::eval::load(&args.cases)?;
-            let c = config.store.clone();
-            let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
-            let cfg = config.clone();
-            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&cfg, store, true))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+            let services = open_services(&config, true).await?;
             let report = crate::assistant::eval::run(&services.assistant, &services.catalog, &cases).await?;
             services.store.flush().await?;
             print!("{}", report.table());
             if let Some(path) = &args.json {
-                let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
-                std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+                write_json(path, &report)?;
             }
             Ok(ExitCode::SUCCESS)
         }),
         Command::Train => runtime.block_on(async {
-            let c = config.store.clone();
-            let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
-            let cfg = config.clone();
-            let services = tokio::task::spawn_blocking(move || crate::api::load_services(&cfg, store, false))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+            let services = open_services(&config, false).await?;
             let report = services.collab.train().await?;
             services.store.flush().await?;
             println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }),
     }
+}
+
+/// Open the store and load the models (off the async threads), as a command does with the
+/// server stopped.
+async fn open_services(config: &Config, with_chat: bool) -> Result<crate::api::Services> {
+    let c = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&c))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let cfg = config.clone();
+    tokio::task::spawn_blocking(move || crate::api::load_services(&cfg, store, with_chat))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Write a report as pretty JSON.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
+    std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
 /// What an import reads.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::Assistant;
 use super::ground::{Sentences, format_price};
+use super::understand::word_positions;
 use crate::error::{Error, FieldError, Result};
 use crate::infer::chat::{GenerateRequest, Message, SamplingParams};
 
@@ -102,17 +103,7 @@ const SPEC_TERMS: &[&str] = &[
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").unwrap());
 
 fn has_term(text: &str, term: &str) -> bool {
-    let mut from = 0;
-    while let Some(at) = text[from..].find(term).map(|i| i + from) {
-        let end = at + term.len();
-        let before = at == 0 || !text[..at].chars().next_back().is_some_and(char::is_alphanumeric);
-        let after = end == text.len() || !text[end..].chars().next().is_some_and(char::is_alphanumeric);
-        if before && after {
-            return true;
-        }
-        from = end;
-    }
-    false
+    word_positions(text, term).next().is_some()
 }
 
 fn capitalized(s: &str) -> String {

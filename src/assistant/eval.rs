@@ -155,12 +155,9 @@ pub fn load(path: &Path) -> Result<Vec<Case>> {
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
-    v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
+    crate::bench::load::percentile(&v, q * 100.0)
 }
 
 /// Run every case.

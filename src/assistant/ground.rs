@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::Serialize;
 
-use super::understand::{Vocabulary, is_stop, singular, words};
+use super::understand::{Vocabulary, is_stop, singular, word_positions, words};
 use crate::catalog::Product;
 
 /// What was wrong.
@@ -140,19 +140,11 @@ impl<'a> Grounder<'a> {
         // Brands of no card.
         let lower = s.to_lowercase();
         for (name, b, needs_case) in self.vocab.brands() {
-            if self.card_brands.contains(b) {
-                continue;
-            }
-            let mut from = 0;
-            while let Some(at) = lower[from..].find(b).map(|i| i + from) {
-                from = at + b.len();
-                let end = at + b.len();
-                let bounded = (at == 0 || !lower[..at].chars().next_back().is_some_and(char::is_alphanumeric))
-                    && (end == lower.len() || !lower[end..].chars().next().is_some_and(char::is_alphanumeric));
-                if bounded && (!needs_case || s[at..end].starts_with(|c: char| c.is_uppercase())) {
-                    foreign.push(format!("the brand {name}, which no result has"));
-                    break;
-                }
+            if !self.card_brands.contains(b)
+                && word_positions(&lower, b)
+                    .any(|at| !needs_case || s.get(at..).is_some_and(|t| t.starts_with(char::is_uppercase)))
+            {
+                foreign.push(format!("the brand {name}, which no result has"));
             }
         }
         cards.sort_by_key(|m| m.at);
@@ -477,6 +469,8 @@ mod tests {
         assert!(c.text.is_none(), "a brand no card has is removed");
         let c = g.check("These start at $12.");
         assert_eq!(c.text.as_deref(), Some("These start at $49.97."), "an amount with a referent is repaired");
+        let c = g.check("İİİ Apple ürün, İyi.");
+        assert!(c.text.is_none(), "non-ASCII text around a foreign brand: {c:?}");
         let mut fresh = Grounder::new(&vocab, &cards, vec![]);
         assert!(fresh.check("Prices start at $12.").text.is_none(), "an amount about nothing is removed");
     }

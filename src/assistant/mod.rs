@@ -517,12 +517,11 @@ impl Assistant {
             }
         }
         hits.truncate(self.config.cards.max(1));
-        let mut alternative = false;
-        if hits.is_empty() {
+        let alternative = hits.is_empty();
+        let answer = if alternative {
             // Nothing matches every constraint: say so and offer the nearest alternatives,
             // relaxing price first, then brands, then categories.
             self.stats.empty.fetch_add(1, Ordering::Relaxed);
-            alternative = true;
             let mut relaxed = filter.clone();
             for step in 0..3 {
                 match step {
@@ -535,39 +534,27 @@ impl Assistant {
                     break;
                 }
             }
-            let wanted = describe_constraints(&state, &filter);
-            let answer = if hits.is_empty() {
+            let currency = hits.first().map_or("USD", |p| p.currency.as_str());
+            let wanted = describe_constraints(&state, &filter, currency);
+            Planned::Fixed(if hits.is_empty() {
                 format!("I'm sorry, I couldn't find anything in stock {wanted}.")
             } else {
-                let names: Vec<String> = hits.iter().map(|p| name_with_price(p)).collect();
+                let names: Vec<String> = hits.iter().map(name_with_price).collect();
                 format!(
                     "I'm sorry, I couldn't find anything in stock {wanted}. The nearest alternatives are {}.",
                     join_and(&names)
                 )
-            };
-            let card_why = hits.iter().map(|p| self.why(p, &state, &filter, false)).collect();
-            return Ok(Plan {
-                meta,
-                answer: Planned::Fixed(answer),
-                cards: hits,
-                card_why,
-                alternative,
-                vocab,
-                budget,
-                session,
-                new_turns,
-                state,
-                started,
-                retrieval: started.elapsed(),
-            });
-        }
-        let card_why = hits.iter().map(|p| self.why(p, &state, &filter, meta.personalized)).collect();
-        let mut history: Vec<Turn> = session.as_ref().map(|s| s.turns.clone()).unwrap_or_default();
-        history.extend(new_turns.iter().cloned());
-        let prompt = self.prompt(generator, &history, &hits)?;
+            })
+        } else {
+            let mut history: Vec<Turn> = session.as_ref().map(|s| s.turns.clone()).unwrap_or_default();
+            history.extend(new_turns.iter().cloned());
+            Planned::Model(self.prompt(generator, &history, &hits)?)
+        };
+        let personalized = meta.personalized && !alternative;
+        let card_why = hits.iter().map(|p| self.why(p, &state, &filter, personalized)).collect();
         Ok(Plan {
             meta,
-            answer: Planned::Model(prompt),
+            answer,
             cards: hits,
             card_why,
             alternative,
@@ -962,7 +949,7 @@ fn join_and(items: &[String]) -> String {
     }
 }
 
-fn describe_constraints(state: &State, filter: &ProductFilter) -> String {
+fn describe_constraints(state: &State, filter: &ProductFilter, currency: &str) -> String {
     let mut s = format!("for \"{}\"", state.query);
     if let Some(c) = filter.categories.as_ref().filter(|c| !c.is_empty()) {
         s.push_str(&format!(" in {}", c.join(" or ")));
@@ -975,10 +962,10 @@ fn describe_constraints(state: &State, filter: &ProductFilter) -> String {
     }
     match (filter.price_min, filter.price_max) {
         (Some(lo), Some(hi)) => {
-            s.push_str(&format!(" between {} and {}", format_price(lo, "USD"), format_price(hi, "USD")))
+            s.push_str(&format!(" between {} and {}", format_price(lo, currency), format_price(hi, currency)))
         }
-        (None, Some(hi)) => s.push_str(&format!(" under {}", format_price(hi, "USD"))),
-        (Some(lo), None) => s.push_str(&format!(" over {}", format_price(lo, "USD"))),
+        (None, Some(hi)) => s.push_str(&format!(" under {}", format_price(hi, currency))),
+        (Some(lo), None) => s.push_str(&format!(" over {}", format_price(lo, currency))),
         (None, None) => {}
     }
     s

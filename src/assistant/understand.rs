@@ -55,7 +55,8 @@ impl Constraints {
     pub fn to_filter(&self, client: Option<&ProductFilter>) -> ProductFilter {
         let mut f = client.cloned().unwrap_or_default();
         let nonempty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-        // The client's filter is a hard bound too: where both constrain, the narrower wins.
+        // The client's filter is a hard bound too: its categories and brands replace the
+        // conversation's, and of two price bounds the narrower wins.
         if f.categories.is_none() {
             f.categories = nonempty(&self.categories);
         }
@@ -450,6 +451,16 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Byte offsets where `needle` stands in `haystack` as a whole word (not inside another word).
+pub fn word_positions<'a>(haystack: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    haystack.match_indices(needle).map(|(at, _)| at).filter(move |&at| {
+        let end = at + needle.len();
+        !needle.is_empty()
+            && !haystack[..at].chars().next_back().is_some_and(char::is_alphanumeric)
+            && !haystack[end..].chars().next().is_some_and(char::is_alphanumeric)
+    })
+}
+
 /// A light English singular.
 pub fn singular(w: &str) -> String {
     if w.chars().any(|c| c.is_ascii_digit()) {
@@ -663,16 +674,13 @@ impl Vocabulary {
         let mut taken = vec![false; lower.len()];
         let (mut named, mut avoided) = (Vec::new(), Vec::new());
         for b in &self.brands {
-            let mut from = 0;
-            while let Some(at) = lower[from..].find(&b.lower).map(|i| i + from) {
-                from = at + b.lower.len();
+            for at in word_positions(&lower, &b.lower).collect::<Vec<_>>() {
                 let end = at + b.lower.len();
-                let before_ok = at == 0 || !lower[..at].chars().next_back().is_some_and(char::is_alphanumeric);
-                let after_ok = end == lower.len() || !lower[end..].chars().next().is_some_and(char::is_alphanumeric);
-                if !before_ok || !after_ok || taken[at..end].iter().any(|t| *t) {
+                if taken[at..end].iter().any(|t| *t) {
                     continue;
                 }
-                if b.needs_case && !text[at..end].starts_with(|c: char| c.is_uppercase()) {
+                // (Lowercasing can change byte lengths: a misaligned offset counts as not capitalised.)
+                if b.needs_case && !text.get(at..end).is_some_and(|t| t.starts_with(char::is_uppercase)) {
                     continue;
                 }
                 taken[at..end].iter_mut().for_each(|t| *t = true);
@@ -962,6 +970,10 @@ mod tests {
         // "ring" is an ordinary word in the catalog's text: only "Ring" names the brand.
         assert!(v.brands_in("a ring light").0.is_empty());
         assert_eq!(v.brands_in("a Ring doorbell").0, vec!["Ring"]);
+        // Lowercasing "İ" adds a byte: offsets into the lowercase text must not slice the
+        // original one mid-character.
+        let _ = v.brands_in("İİİ Ring doorbell from İstanbul, not Sony");
+        assert_eq!(v.brands_in("İİ Sony headphones").0, vec!["Sony"]);
     }
 
     #[test]

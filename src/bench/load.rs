@@ -34,7 +34,8 @@ pub struct LatencyReport {
     pub mean_ms: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`-th percentile (0-100) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -378,7 +378,8 @@ fn chat(config: &Config, root: &Path, quick: bool, anchors: bool, threads: usize
     Ok(rows)
 }
 
-fn rss_peak_mib() -> f64 {
+/// Peak resident memory of this process (VmHWM), MiB.
+pub fn rss_peak_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
