@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aisle::bench::load::{LatencyReport, closed_loop, open_loop};
-use aisle::bench::shop::{ShopSpec, customer_id, generate};
+use aisle::bench::shop::{ShopSpec, cache_dir, customer_id, generate_once};
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -40,10 +40,7 @@ fn main() {
     };
     let scratch;
     let dir = if full {
-        let cache = std::env::var("AISLE_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/aisle"));
-        cache.join(format!("bench/shop-{}-{}-{}-v2", spec.products, spec.customers, spec.baskets))
+        cache_dir(&spec)
     } else {
         scratch = tempfile::tempdir().unwrap();
         scratch.path().to_path_buf()
@@ -61,12 +58,8 @@ fn main() {
             tokio::task::spawn_blocking(move || aisle::api::load_services(&c, store, false)).await.unwrap()
         })
         .expect("run models/fetch.sh first");
-    let marker = dir.join("bench-shop.json");
-    if !marker.exists() {
-        eprintln!("generating {spec:?} into {} (once)", dir.display());
-        runtime.block_on(generate(&services, spec, |line| eprintln!("  {line}"))).expect("generate the shop");
-        std::fs::write(&marker, serde_json::to_vec(&spec).unwrap()).unwrap();
-    }
+    eprintln!("shop {spec:?} in {} (generated once)", dir.display());
+    runtime.block_on(generate_once(&services, &dir, spec, |line| eprintln!("  {line}"))).expect("generate the shop");
     let state = aisle::api::AppState::new(config, (threads, aisle::infer::threads::ThreadSource::Config), "cpu".into())
         .unwrap();
     state.set_services(services);

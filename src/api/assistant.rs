@@ -52,11 +52,7 @@ async fn chat(State(state): State<AppState>, JsonBody(request): JsonBody<ChatReq
         }))
         .into_response());
     }
-    let events = futures::stream::poll_fn({
-        let mut rx = rx;
-        move |cx| rx.poll_recv(cx)
-    })
-    .map(|o| {
+    let events = super::openai::tokio_stream(rx).map(|o| {
         let (name, data): (&str, Value) = match o {
             Output::Meta(m) => ("meta", json!(m)),
             Output::Text(t) => ("delta", json!({"text": t})),

@@ -374,7 +374,9 @@ fn stream_chat(
 }
 
 /// A stream over an unbounded receiver; dropping it drops the receiver (cancelling generation).
-fn tokio_stream<T: Send + 'static>(mut rx: tokio::sync::mpsc::UnboundedReceiver<T>) -> impl futures::Stream<Item = T> {
+pub(super) fn tokio_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

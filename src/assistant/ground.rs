@@ -164,7 +164,7 @@ impl<'a> Grounder<'a> {
                 continue;
             }
             let w = singular(&raw.to_lowercase());
-            if self.vocab.brands().any(|(_, lower, _)| lower == w) {
+            if self.vocab.is_brand_word(&w) {
                 continue;
             }
             let products = self.vocab.products_with(&w);

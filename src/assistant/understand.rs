@@ -608,16 +608,6 @@ impl Vocabulary {
         v
     }
 
-    /// Number of products the vocabulary was built from.
-    pub fn len(&self) -> usize {
-        self.products.len()
-    }
-
-    /// Whether it was built from no product.
-    pub fn is_empty(&self) -> bool {
-        self.products.is_empty()
-    }
-
     /// Categories a text names, best matches only. A category word counts 1/(number of
     /// categories it names); a title word that nearly always means one category counts 1/2.
     /// Among the categories named so, the share of products whose titles have the words breaks
@@ -878,7 +868,8 @@ impl Vocabulary {
         State { query, constraints: c }
     }
 
-    fn is_brand_word(&self, w: &str) -> bool {
+    /// Whether a (lowercase) word is a whole brand name.
+    pub fn is_brand_word(&self, w: &str) -> bool {
         self.brands.iter().any(|b| b.lower == w)
     }
 }

@@ -33,6 +33,31 @@ pub struct ShopSpec {
     pub seed: u64,
 }
 
+/// Where a generated shop of `spec` is cached: `$AISLE_CACHE/bench/...` (default
+/// `~/.cache/aisle`), shared by `aisle bench` and `cargo bench`.
+pub fn cache_dir(spec: &ShopSpec) -> std::path::PathBuf {
+    let cache = std::env::var("AISLE_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/aisle")
+    });
+    cache.join(format!("bench/shop-{}-{}-{}-v2", spec.products, spec.customers, spec.baskets))
+}
+
+/// Generate the shop into `dir` unless a marker says an earlier run already did.
+pub async fn generate_once(
+    services: &Services,
+    dir: &std::path::Path,
+    spec: ShopSpec,
+    progress: impl FnMut(String),
+) -> Result<()> {
+    let marker = dir.join("bench-shop.json");
+    if marker.exists() {
+        return Ok(());
+    }
+    generate(services, spec, progress).await?;
+    let bytes = serde_json::to_vec(&spec).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    std::fs::write(&marker, bytes).map_err(|e| crate::error::Error::io("bench marker", e))
+}
+
 /// The id of customer `i`.
 pub fn customer_id(i: usize) -> String {
     format!("bench-customer-{i}")

@@ -13,7 +13,7 @@
 //!   embedding queue's texts/s on the same texts;
 //! - `train`: iALS seconds per iteration and peak RSS on MovieLens 100K (or a synthetic matrix).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::load::{LatencyReport, closed_loop, closed_loop_post};
-use super::shop::{ShopSpec, customer_id, generate};
+use super::shop::{ShopSpec, cache_dir, customer_id, generate_once};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -429,16 +429,13 @@ fn serve_benches(config: &Config, root: &Path, quick: bool, which: &[String], th
         .enable_all()
         .build()
         .map_err(|e| Error::io("runtime", e))?;
-    let cache = std::env::var("AISLE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/aisle"));
     let seconds = Duration::from_secs(if quick { 4 } else { 15 });
     let clients = 4;
     let mut rows = Vec::new();
     for &products in sizes {
         let customers = if quick { 10_000 } else { products };
         let spec = ShopSpec { products, customers, baskets: products / 2, categories: 100, seed: 7 };
-        let dir = cache.join(format!("bench/shop-{}-{}-{}-v2", spec.products, spec.customers, spec.baskets));
+        let dir = cache_dir(&spec);
         let mut cfg = config.clone();
         cfg.store.data_dir = dir.clone();
         cfg.chat.model = String::new();
@@ -451,15 +448,10 @@ fn serve_benches(config: &Config, root: &Path, quick: bool, which: &[String], th
                 async move { tokio::task::spawn_blocking(move || crate::api::load_services(&c, store, false)).await },
             )
             .map_err(|e| Error::Internal(e.to_string()))??;
-        let marker = dir.join("bench-shop.json");
-        if !marker.exists() {
-            let pb = bar(0, "shop");
-            pb.set_message(format!("generating {products} products, {customers} customers (once, cached)"));
-            runtime.block_on(generate(&services, spec, |line| pb.set_message(line)))?;
-            std::fs::write(&marker, serde_json::to_vec(&spec).map_err(|e| Error::Internal(e.to_string()))?)
-                .map_err(|e| Error::io("bench marker", e))?;
-            pb.finish_and_clear();
-        }
+        let pb = bar(0, "shop");
+        pb.set_message(format!("{products} products, {customers} customers (generated once, cached)"));
+        runtime.block_on(generate_once(&services, &dir, spec, |line| pb.set_message(line)))?;
+        pb.finish_and_clear();
         // The anchor: the engine's own query time, in-process, no HTTP, no embedding.
         let store = services.store.clone();
         let embedder = services.embedder.clone();
