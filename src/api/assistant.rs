@@ -20,7 +20,7 @@ use super::AppState;
 use super::extract::{JsonBody, PathId};
 use super::problem::ApiError;
 use crate::assistant::describe::DescribeRequest;
-use crate::assistant::{Assistant, ChatRequest, Output};
+use crate::assistant::{Assistant, AssistantRequest, Output};
 use crate::error::Error;
 
 /// Routes of this resource.
@@ -31,7 +31,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/products/{id}/describe", post(describe))
 }
 
-async fn chat(State(state): State<AppState>, JsonBody(request): JsonBody<ChatRequest>) -> Result<Response, ApiError> {
+async fn chat(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<AssistantRequest>,
+) -> Result<Response, ApiError> {
     let assistant = &state.services()?.assistant;
     let stream = request.stream.unwrap_or(false);
     let rx = assistant.chat(request).await?;
@@ -52,7 +55,7 @@ async fn chat(State(state): State<AppState>, JsonBody(request): JsonBody<ChatReq
         }))
         .into_response());
     }
-    let events = super::openai::tokio_stream(rx).map(|o| {
+    let events = super::openai::receiver_stream(rx).map(|o| {
         let (name, data): (&str, Value) = match o {
             Output::Meta(m) => ("meta", json!(m)),
             Output::Text(t) => ("delta", json!({"text": t})),

@@ -8,16 +8,12 @@
 //! answer 429 with `Retry-After`. Audited routes (catalog writes, privacy operations, the audit
 //! log itself) are appended to the audit log with the outcome, denied attempts included.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
 use super::problem::Problem;
@@ -107,54 +103,6 @@ pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
     ROUTES.iter().find(|r| r.path == path && r.method == method.as_str())
 }
 
-/// Per-key request rate (token bucket) and concurrency.
-pub struct Limiter {
-    rate: f64,
-    burst: f64,
-    max_concurrent: usize,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    inflight: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-impl Limiter {
-    /// Limits from the configuration (0 = none).
-    pub fn new(rate: f64, burst: f64, max_concurrent: usize) -> Self {
-        Self { rate, burst, max_concurrent, buckets: Default::default(), inflight: Default::default() }
-    }
-
-    /// Take a token, or say how long until one is there.
-    fn take(&self, who: &str) -> Result<(), Duration> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let mut buckets = self.buckets.lock();
-        let now = Instant::now();
-        let (tokens, at) = buckets.entry(who.to_string()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
-        }
-    }
-
-    /// Enter, or refuse when the key has `max_concurrent` requests in flight.
-    fn enter(&self, who: &str) -> Result<Option<OwnedSemaphorePermit>, ()> {
-        if self.max_concurrent == 0 {
-            return Ok(None);
-        }
-        let sem = self
-            .inflight
-            .lock()
-            .entry(who.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrent)))
-            .clone();
-        sem.try_acquire_owned().map(Some).map_err(|_| ())
-    }
-}
-
 fn presented_key(req: &Request) -> Option<String> {
     let h = req.headers();
     if let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
@@ -178,26 +126,7 @@ fn too_many(retry: Duration, why: &str) -> Response {
 fn path_id(pattern: &str, path: &str) -> Option<String> {
     let at = pattern.split('/').position(|s| s == "{id}")?;
     let raw = path.split('/').nth(at)?;
-    Some(percent_decode(raw))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned())
 }
 
 /// The middleware.
@@ -297,19 +226,6 @@ mod tests {
     fn ids_are_taken_from_the_path() {
         assert_eq!(path_id("/v1/customers/{id}/export", "/v1/customers/a%40b.com/export").as_deref(), Some("a@b.com"));
         assert_eq!(path_id("/v1/admin/audit", "/v1/admin/audit"), None);
-    }
-
-    #[test]
-    fn the_token_bucket_refuses_above_the_burst() {
-        let l = Limiter::new(1.0, 2.0, 1);
-        assert!(l.take("k").is_ok() && l.take("k").is_ok());
-        let wait = l.take("k").unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
-        assert!(l.take("other").is_ok(), "limits are per key");
-        let p = l.enter("k").unwrap();
-        assert!(l.enter("k").is_err());
-        drop(p);
-        assert!(l.enter("k").is_ok());
     }
 
     #[test]

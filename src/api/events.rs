@@ -56,12 +56,7 @@ async fn ingest(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) 
         }
     }
     let n = index.len() + parse_errors.len();
-    let (report, accepted) = services.events.ingest(inputs).await?;
-    for e in &accepted {
-        if let Some(rec) = e.rec_id {
-            services.recommender.stats().attribute(rec, &e.product_id, e.kind, e.timestamp).await?;
-        }
-    }
+    let report = services.ingest_events(inputs).await?;
     // Put the parse errors back in their places.
     let mut results: Vec<Option<EventOutcome>> = vec![None; n];
     for (i, r) in index.into_iter().zip(report.results) {

@@ -1,6 +1,7 @@
 //! The HTTP edge: axum routers (one file per resource), problem+json errors, limits, startup
 //! and graceful shutdown. Handlers are thin: parse and validate, call the domain module, map
-//! the result. Nothing here touches a tensor or a Qdrant type.
+//! the result. Nothing here touches a tensor or a Qdrant type, and nothing here wires services
+//! together: `app` opens them, this module routes requests to them.
 
 pub mod admin;
 pub mod assistant;
@@ -27,86 +28,18 @@ use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::catalog::Catalog;
+use crate::app::load_services;
+use crate::app::{Security, Services};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::events::{Events, Profiles};
-use crate::infer::chat::scheduler::SchedulerConfig;
-use crate::infer::chat::{ChatModel, Generator};
+use crate::infer::select_device;
 use crate::infer::threads::ThreadSource;
-use crate::infer::{Embedder, EmbeddingModel, select_device};
-use crate::privacy::Keyring;
-use crate::privacy::apikeys::KeyStore;
-use crate::privacy::audit::AuditLog;
-use crate::privacy::erasure::Privacy;
-use crate::privacy::pii::Redactor;
-use crate::recommend::{Recommender, Stats};
 use crate::store::Store;
-
-/// The engines a request may use, present once the models are loaded.
-pub struct Services {
-    /// The vector store.
-    pub store: Store,
-    /// The embedding queue.
-    pub embedder: Embedder,
-    /// The catalog service.
-    pub catalog: Catalog,
-    /// The chat scheduler, when a chat model is configured.
-    pub generator: Option<Generator>,
-    /// Customers and their profiles.
-    pub profiles: Profiles,
-    /// Event ingestion.
-    pub events: Events,
-    /// Recommendations (and their statistics).
-    pub recommender: Recommender,
-    /// Export and erasure.
-    pub privacy: Privacy,
-    /// Collaborative filtering: training and the served model.
-    pub collab: crate::recommend::train::Collab,
-    /// PII redaction for text that is stored or embedded.
-    pub redactor: Redactor,
-    /// The shopping assistant.
-    pub assistant: crate::assistant::Assistant,
-}
-
-impl Services {
-    /// Names of the models served.
-    pub fn model_names(&self) -> Vec<String> {
-        let mut names = vec![self.embedder.info().name.clone()];
-        names.extend(self.generator.as_ref().map(|g| g.info().name.clone()));
-        names
-    }
-}
-
-/// Keys, limits and the audit log: ready before the models are.
-pub struct Security {
-    /// API keys.
-    pub keys: KeyStore,
-    /// The audit log.
-    pub audit: AuditLog,
-    /// Keyed hashes (audit subjects).
-    pub keyring: Keyring,
-    /// Per-key limits.
-    pub limits: auth::Limiter,
-}
-
-impl Security {
-    /// Open the keys, the audit log and the keyring under the data directory.
-    pub fn open(config: &Config) -> Result<Self> {
-        let dir = &config.store.data_dir;
-        Ok(Self {
-            keys: KeyStore::load(&config.auth.keys, dir)?,
-            audit: AuditLog::open(dir)?,
-            keyring: Keyring::load_or_create(dir, &config.privacy.secret)?,
-            limits: auth::Limiter::new(config.auth.rate_per_sec, config.auth.burst, config.auth.max_concurrent),
-        })
-    }
-}
 
 struct Inner {
     security: Security,
     config: Config,
-    services: OnceLock<Services>,
+    services: Arc<OnceLock<Services>>,
     started: Instant,
     threads: (usize, ThreadSource),
     device: String,
@@ -126,7 +59,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 security,
                 config,
-                services: OnceLock::new(),
+                services: Arc::new(OnceLock::new()),
                 started: Instant::now(),
                 threads,
                 device,
@@ -147,6 +80,11 @@ impl AppState {
     /// The services, or 503 while models load.
     pub fn services(&self) -> Result<&Services> {
         self.inner.services.get().ok_or_else(|| Error::Unavailable("the server is starting: models are loading".into()))
+    }
+
+    /// Where the services will be, for background work that starts before they do.
+    pub fn services_slot(&self) -> Arc<OnceLock<Services>> {
+        self.inner.services.clone()
     }
 
     /// Install the services (once).
@@ -180,100 +118,6 @@ pub fn router(state: AppState) -> Router {
             tracing::debug_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("(unmatched)"))
         }))
         .with_state(state)
-}
-
-/// Load the models and open the services (the slow part of startup). `with_chat` loads the chat
-/// model too (the server does; imports do not need it).
-pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<Services> {
-    let device = select_device(&config.models.device)?;
-    let dir = config.models.resolve(&config.models.embedding);
-    let started = Instant::now();
-    let model = EmbeddingModel::load(&dir, &device)?;
-    tracing::info!(
-        model = model.name(),
-        dim = model.dim(),
-        secs = started.elapsed().as_secs_f32(),
-        "embedding model loaded"
-    );
-    let embedder = Embedder::start(model, &config.embed);
-    let generator = if config.chat.model.is_empty() || !with_chat {
-        None
-    } else {
-        let path = config.models.resolve(&config.chat.model);
-        let model = ChatModel::load(&path, &device, config.chat.max_context)?;
-        let scheduler = SchedulerConfig {
-            max_active: config.chat.max_active,
-            max_waiting: config.chat.max_waiting,
-            prefill_chunk: config.chat.prefill_chunk,
-        };
-        Some(Generator::start(model, &scheduler))
-    };
-    let runtime = tokio::runtime::Handle::current();
-    let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
-    let redactor = Redactor::new(&config.privacy.redact);
-    let dim = embedder.info().dim;
-    let (catalog, profiles, events, recommender, privacy, collab, assistant) = runtime.block_on(async {
-        let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
-        let profiles =
-            Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent, redactor.clone()).await?;
-        let events =
-            Events::open(store.clone(), catalog.clone(), profiles.clone(), keys.clone(), config.events.clone()).await?;
-        let sessions = crate::assistant::session::Sessions::open(store.clone(), keys.clone()).await?;
-        let privacy = Privacy::new(
-            store.clone(),
-            keys,
-            catalog.clone(),
-            profiles.clone(),
-            events.clone(),
-            sessions.clone(),
-            &config.store.data_dir,
-        );
-        let resumed = privacy.resume().await?;
-        if resumed > 0 {
-            tracing::info!(erasures = resumed, "finished interrupted erasures");
-        }
-        let stats = Arc::new(Stats::open(store.clone()).await?);
-        let collab = crate::recommend::train::Collab::open(
-            store.clone(),
-            catalog.clone(),
-            profiles.clone(),
-            events.clone(),
-            config.train.clone(),
-            &config.store.data_dir,
-        )?;
-        let recommender = Recommender::new(
-            store.clone(),
-            catalog.clone(),
-            profiles.clone(),
-            events.clone(),
-            stats,
-            config.recommend.clone(),
-        )
-        .with_collab(collab.clone());
-        let assistant = crate::assistant::Assistant::new(
-            catalog.clone(),
-            profiles.clone(),
-            sessions,
-            generator.clone(),
-            redactor.clone(),
-            config.assistant.clone(),
-            config.search.clone(),
-        );
-        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab, assistant))
-    })?;
-    Ok(Services {
-        store,
-        embedder,
-        catalog,
-        generator,
-        profiles,
-        events,
-        recommender,
-        privacy,
-        redactor,
-        collab,
-        assistant,
-    })
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the
@@ -321,47 +165,12 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
             }
         });
     }
-    let config_retention = config.privacy.retention_interval_secs;
-    let maintenance = {
-        let store = store.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            let mut n = 0u64;
-            let retention_every = Duration::from_secs(config_retention.max(1));
-            let mut last_retention: Option<Instant> = None;
-            loop {
-                tick.tick().await;
-                n += 1;
-                if let Ok(s) = state.services()
-                    && last_retention.is_none_or(|t| t.elapsed() >= retention_every)
-                {
-                    last_retention = Some(Instant::now());
-                    match s.events.purge_expired(chrono::Utc::now()).await {
-                        Ok(0) => {}
-                        Ok(purged) => tracing::info!(purged, "retention: purged expired events"),
-                        Err(e) => tracing::warn!(error = %e, "retention failed"),
-                    }
-                    let max_age = state.config().assistant.session_max_age_days;
-                    match s.assistant.sessions().purge_expired(max_age).await {
-                        Ok(0) => {}
-                        Ok(purged) => tracing::info!(purged, "retention: purged idle assistant sessions"),
-                        Err(e) => tracing::warn!(error = %e, "session retention failed"),
-                    }
-                }
-                if let Ok(s) = state.services()
-                    && let Err(e) = s.recommender.stats().flush().await
-                {
-                    tracing::warn!(error = %e, "writing recommendation statistics failed");
-                }
-                if n.is_multiple_of(5)
-                    && let Err(e) = store.maintain().await
-                {
-                    tracing::warn!(error = %e, "store maintenance failed");
-                }
-            }
-        })
-    };
+    let maintenance = crate::app::maintenance::spawn(
+        store.clone(),
+        state.services_slot(),
+        Duration::from_secs(config.privacy.retention_interval_secs),
+        config.assistant.session_max_age_days,
+    );
 
     let failure = Arc::new(OnceLock::<String>::new());
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

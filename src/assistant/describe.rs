@@ -2,6 +2,9 @@
 //! model from the product's own facts. Every sentence is checked before it is returned: a
 //! number, a specification term or a brand that is not in the facts removes the sentence, so the
 //! draft never claims a specification the product data does not have.
+//!
+//! Not the shopping chat (see [`super::Assistant::chat`]) and not the grounding check of chat
+//! answers (see [`super::ground`]): a draft here is checked against one product's facts only.
 
 use std::sync::LazyLock;
 
@@ -10,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Assistant;
-use super::ground::{Sentences, format_price};
+use super::ground::{SentenceSplitter, format_price};
 use super::understand::word_positions;
 use crate::error::{Error, FieldError, Result};
 use crate::infer::chat::{GenerateRequest, Message, SamplingParams};
@@ -189,7 +192,7 @@ impl Assistant {
         };
         let (text, finish) = generator.generate(request).await?;
         let own_brand = product.brand.as_deref().map(str::to_lowercase);
-        let mut split = Sentences::default();
+        let mut split = SentenceSplitter::default();
         let mut sentences = split.push(&text);
         sentences.extend(split.finish());
         let (mut kept, mut removed, mut words) = (String::new(), Vec::new(), 0usize);

@@ -4,6 +4,10 @@
 //! now, with the expected constraints, not the extracted ones), refusals, honest empty answers,
 //! grounding violations before and after the check, an independent check of every price in the
 //! final answer, and latency (time to first token and to first checked text, total).
+//!
+//! Not the unit tests of the assistant, and not the crate's other evaluation and benchmark
+//! reports (the top-level `eval` and `bench` modules): those sit above this layer and nothing
+//! here imports them.
 
 use std::path::Path;
 use std::sync::LazyLock;
@@ -12,7 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::understand::median;
-use super::{Assistant, ChatMessage, ChatRequest};
+use super::{Assistant, AssistantRequest, ChatMessage};
 use crate::catalog::{Catalog, ProductFilter};
 use crate::error::{Error, Result};
 
@@ -92,7 +96,7 @@ pub struct CaseResult {
 
 /// Totals.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub struct EvalSummary {
     /// Chat model.
     pub model: String,
     /// Cases.
@@ -135,7 +139,7 @@ pub struct Summary {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// Totals.
-    pub summary: Summary,
+    pub summary: EvalSummary,
     /// Per case.
     pub cases: Vec<CaseResult>,
 }
@@ -155,9 +159,7 @@ pub fn load(path: &Path) -> Result<Vec<Case>> {
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    crate::bench::load::percentile(&v, q * 100.0)
+    crate::measure::percentile_of(xs, q * 100.0)
 }
 
 /// Run every case.
@@ -170,7 +172,7 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
         let mut last = None;
         for (i, turn) in case.turns.iter().enumerate() {
             let rx = assistant
-                .chat(ChatRequest {
+                .chat(AssistantRequest {
                     customer_id: None,
                     session_id: Some(session.clone()),
                     messages: vec![ChatMessage { role: "user".into(), content: turn.clone() }],
@@ -282,7 +284,7 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
     let cards: usize = results.iter().map(|r| r.cards).sum();
     let refusal_cases: Vec<(&Case, &CaseResult)> =
         cases.iter().zip(&results).filter(|(c, _)| c.expect.refusal.is_some()).collect();
-    let summary = Summary {
+    let summary = EvalSummary {
         model,
         cases: results.len(),
         passed: results.iter().filter(|r| r.passed).count(),

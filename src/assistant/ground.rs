@@ -3,6 +3,10 @@
 //! answer is checked before it is sent): a wrong price or stock claim about a card is rewritten
 //! from the catalog; a sentence naming a product that is not a card, or a price that belongs to
 //! no card, is removed. Each violation is reported with what was done about it.
+//!
+//! Only the check of the model's text against the cards, and the splitting of streamed text into
+//! sentences. Not the choice of the cards (see the assistant's `plan`) and not the streaming loop
+//! that runs the check (see `answer`).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -93,14 +97,14 @@ pub struct Grounder<'a> {
 
 /// A card mentioned in a sentence, and where.
 #[derive(Debug, Clone, Copy)]
-struct Mention {
+struct CardMention {
     card: usize,
     at: usize,
 }
 
 /// What the check made of a sentence.
 #[derive(Debug, Clone, Default)]
-pub struct Checked {
+pub struct CheckedSentence {
     /// The sentence to send (`None`: removed).
     pub text: Option<String>,
     /// Violations found in it.
@@ -121,13 +125,13 @@ impl<'a> Grounder<'a> {
 
     /// Products a sentence names: `(cards, foreign)` where foreign are descriptions of products
     /// that are not cards.
-    fn mentions(&self, s: &str) -> (Vec<Mention>, Vec<String>) {
-        let mut cards: Vec<Mention> = Vec::new();
+    fn mentions(&self, s: &str) -> (Vec<CardMention>, Vec<String>) {
+        let mut cards: Vec<CardMention> = Vec::new();
         let mut foreign = Vec::new();
         // Ids written out.
         for m in PRODUCT_ID.find_iter(s) {
             if let Some(i) = self.card_index(m.as_str()) {
-                cards.push(Mention { card: i, at: m.start() });
+                cards.push(CardMention { card: i, at: m.start() });
             } else if self.vocab.product_index(m.as_str()).is_some() {
                 foreign.push(m.as_str().to_string());
             }
@@ -154,7 +158,7 @@ impl<'a> Grounder<'a> {
     /// Products a clause names. Its product words (distinctive title words, product-line
     /// words) are matched against the cards' titles: a word no card's title has names a product
     /// that is not a card; otherwise the cards sharing most of the words are the ones named.
-    fn clause_mentions(&self, s: &str, base: usize, cards: &mut Vec<Mention>, foreign: &mut Vec<String>) {
+    fn clause_mentions(&self, s: &str, base: usize, cards: &mut Vec<CardMention>, foreign: &mut Vec<String>) {
         let mut found: Vec<(String, usize)> = Vec::new();
         let mut offset = 0;
         for raw in s.split(|c: char| !(c.is_alphanumeric() || c == '\'')) {
@@ -183,7 +187,7 @@ impl<'a> Grounder<'a> {
             if best > 0 {
                 for (i, &n) in overlap.iter().enumerate() {
                     if n == best && !cards.iter().any(|m| m.card == i) {
-                        cards.push(Mention { card: i, at: base });
+                        cards.push(CardMention { card: i, at: base });
                     }
                 }
             }
@@ -209,14 +213,14 @@ impl<'a> Grounder<'a> {
         let best = hits.iter().map(|h| h.1).max().unwrap_or(0);
         for &(i, n, at) in &hits {
             if n == best && !cards.iter().any(|m| m.card == i) {
-                cards.push(Mention { card: i, at });
+                cards.push(CardMention { card: i, at });
             }
         }
     }
 
     /// Check one sentence.
-    pub fn check(&mut self, sentence: &str) -> Checked {
-        let mut out = Checked::default();
+    pub fn check(&mut self, sentence: &str) -> CheckedSentence {
+        let mut out = CheckedSentence::default();
         let (mentions, foreign) = self.mentions(sentence);
         if !foreign.is_empty() {
             for f in foreign {
@@ -232,8 +236,8 @@ impl<'a> Grounder<'a> {
         if let Some(m) = mentions.last() {
             self.last = Some(m.card);
         }
-        let referents: Vec<Mention> = if mentions.is_empty() {
-            self.last.map(|c| vec![Mention { card: c, at: 0 }]).unwrap_or_default()
+        let referents: Vec<CardMention> = if mentions.is_empty() {
+            self.last.map(|c| vec![CardMention { card: c, at: 0 }]).unwrap_or_default()
         } else {
             mentions.clone()
         };
@@ -351,17 +355,16 @@ fn clauses(s: &str) -> Vec<(usize, &str)> {
 /// Splits streamed text into sentences: a sentence ends at `.`, `!` or `?` followed by
 /// whitespace, or at a newline. A list number ("1. ") does not end one.
 #[derive(Debug, Default)]
-pub struct Sentences {
+pub struct SentenceSplitter {
     buf: String,
 }
 
-impl Sentences {
+impl SentenceSplitter {
     /// Add text; returns the sentences completed (each with its trailing whitespace).
     pub fn push(&mut self, text: &str) -> Vec<String> {
         self.buf.push_str(text);
         let mut out = Vec::new();
-        loop {
-            let Some(end) = self.boundary() else { break };
+        while let Some(end) = self.boundary() {
             let rest = self.buf.split_off(end);
             out.push(std::mem::replace(&mut self.buf, rest));
         }
@@ -477,7 +480,7 @@ mod tests {
 
     #[test]
     fn sentences_split_streamed_text() {
-        let mut s = Sentences::default();
+        let mut s = SentenceSplitter::default();
         let mut out = s.push("Here are two options");
         out.extend(s.push(":\n1. Beats Flex at $49"));
         out.extend(s.push(".99. It is light! And"));

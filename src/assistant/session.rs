@@ -1,12 +1,16 @@
 //! Assistant sessions: the conversation a client asks the server to keep (`session_id`), stored
 //! PII-redacted in the `sessions` collection under a keyed hash of the session id, with the
 //! customer's pseudonymous key when the session belongs to one (so export and erasure find it).
+//!
+//! Only the storage of sessions. Not what a conversation's state means or how a turn merges
+//! into it (see [`super::understand`]), and not when expired sessions are purged (the caller of
+//! [`Sessions::purge_expired`] decides).
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::understand::State;
+use super::understand::ConversationState;
 use crate::error::{Error, Result};
 use crate::privacy::Keyring;
 use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point, SparseSpec, Store, point_id};
@@ -36,7 +40,7 @@ pub struct Session {
     pub turns: Vec<Turn>,
     /// Query and constraints after the last user turn.
     #[serde(default)]
-    pub state: State,
+    pub state: ConversationState,
     /// Ids and prices of the products shown last.
     #[serde(default)]
     pub shown: Vec<(String, f64)>,

@@ -4,12 +4,17 @@
 //! measured from the *scheduled* send time, so a slow server's queueing shows in the figures
 //! (no coordinated omission). Closed loop: `concurrency` clients send back to back, which
 //! measures the most the server sustains.
+//!
+//! Not for: percentiles themselves (`crate::measure`) or starting a server to load
+//! ([`super::serve`]).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::measure::percentile;
 
 /// Latency and throughput of a run.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -32,15 +37,6 @@ pub struct LatencyReport {
     pub max_ms: f64,
     /// Mean.
     pub mean_ms: f64,
-}
-
-/// The `p`-th percentile (0-100) of sorted values, nearest rank.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 fn report(mut latencies: Vec<f64>, errors: usize, seconds: f64) -> LatencyReport {

@@ -6,13 +6,15 @@
 //! embeddings of generated text: embedding 10k texts would take minutes on 2 cores and measures
 //! the embedder, not recommendations. Everything else (BM25 terms, payloads, indexes,
 //! co-occurrence, popularity, profiles) is what a real shop would have.
+//!
+//! Not for: measuring anything (the sub-benchmarks do) or demo data for people (`data/demo/`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::Services;
+use crate::app::Services;
 use crate::error::Result;
 use crate::events::EventInput;
 use crate::events::Kind;

@@ -8,6 +8,7 @@
 pub mod import;
 pub mod product;
 pub mod search;
+pub mod signals;
 pub mod text;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 pub use product::{Product, ProductInput};
 pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarMode, SimilarRequest, SimilarScope};
+pub use signals::{COLLAB_VECTOR, ProductSignals, SignalUpdate};
 
 use crate::error::{Error, FieldError, Result};
 use crate::infer::Embedder;

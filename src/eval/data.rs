@@ -192,62 +192,32 @@ pub fn load_ml100k(dir: &Path) -> Result<Dataset> {
 /// A shop's own events (those stored with a customer key), weighted by kind as in training;
 /// item texts are the products' titles and categories.
 pub async fn load_shop(
-    store: &crate::store::Store,
+    catalog: &crate::catalog::Catalog,
+    events: &crate::events::Events,
     weight: impl Fn(crate::events::Kind, f64) -> f64,
 ) -> Result<Dataset> {
-    use serde_json::Value;
     let mut users: HashMap<String, u32> = HashMap::new();
     let mut item_ix: HashMap<String, u32> = HashMap::new();
     let mut item_ids: Vec<String> = Vec::new();
     let mut item_text: Vec<String> = Vec::new();
-    let mut offset = None;
-    loop {
-        let page = store.scroll(crate::catalog::PRODUCTS, None, offset, 2000).await?;
-        for r in &page.records {
-            let Some(id) = r.payload.get("id").and_then(Value::as_str) else { continue };
-            let title = r.payload.get("title").and_then(Value::as_str).unwrap_or("");
-            let cats: Vec<&str> = r
-                .payload
-                .get("categories")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            item_ix.insert(id.to_string(), item_ids.len() as u32);
-            item_ids.push(id.to_string());
-            item_text.push(format!("{title}. Categories: {}", cats.join(", ")));
-        }
-        match page.next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
+    for (id, title, cats) in catalog.titles().await? {
+        item_ix.insert(id.clone(), item_ids.len() as u32);
+        item_ids.push(id);
+        item_text.push(format!("{title}. Categories: {}", cats.join(", ")));
     }
     let mut interactions = Vec::new();
-    let mut offset = None;
-    loop {
-        let page = store.scroll(crate::events::EVENTS, None, offset, 2000).await?;
-        for r in &page.records {
-            let p = &r.payload;
-            let (Some(customer), Some(product), Some(kind)) = (
-                p.get("customer").and_then(Value::as_str),
-                p.get("product_id").and_then(Value::as_str),
-                p.get("kind").and_then(|k| serde_json::from_value::<crate::events::Kind>(k.clone()).ok()),
-            ) else {
-                continue;
-            };
-            let Some(&i) = item_ix.get(product) else { continue };
-            let w = weight(kind, p.get("value").and_then(Value::as_f64).unwrap_or(1.0));
+    events
+        .for_each_customer_event(|e| {
+            let Some(&i) = item_ix.get(e.product_id) else { return };
+            let w = weight(e.kind, e.value.unwrap_or(1.0));
             if w <= 0.0 {
-                continue;
+                return;
             }
             let n = users.len() as u32;
-            let u = *users.entry(customer.to_string()).or_insert(n);
-            interactions.push((u, i, w as f32, p.get("ts").and_then(Value::as_i64).unwrap_or(0)));
-        }
-        match page.next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
-    }
+            let u = *users.entry(e.customer.to_string()).or_insert(n);
+            interactions.push((u, i, w as f32, e.ts.unwrap_or(0)));
+        })
+        .await?;
     Ok(Dataset {
         name: "shop".into(),
         n_users: users.len(),

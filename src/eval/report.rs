@@ -139,13 +139,6 @@ fn grid(quick: bool) -> Vec<(String, Vec<Scorer>)> {
     ]
 }
 
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// Evaluate every model on `ds` split by `how`: settings chosen on a validation split cut from
 /// the training part, then retrained on the whole training part and scored on the test split.
 pub fn run(
@@ -275,7 +268,7 @@ pub fn run(
         test_users: test.test.len(),
         rows,
         total_secs: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes: crate::measure::peak_rss_bytes(),
     }
 }
 
@@ -314,60 +307,72 @@ pub fn markdown(r: &Report) -> String {
 }
 
 /// A grouped bar chart of NDCG@10 and Recall@20 per model, as SVG.
-pub fn svg(r: &Report) -> String {
-    let (w, h, left, bottom, top) = (760.0f64, 360.0f64, 60.0, 60.0, 40.0);
+pub fn svg(r: &Report) -> crate::Result<String> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let err = |e: &dyn std::fmt::Display| crate::Error::Internal(format!("drawing the chart: {e}"));
     let max = r.rows.iter().flat_map(|x| [x.test.ndcg_10, x.test.recall_20]).fold(0.0f64, f64::max).max(1e-9) * 1.15;
-    let plot_h = h - bottom - top;
-    let group = (w - left - 20.0) / r.rows.len().max(1) as f64;
-    let bar = group * 0.35;
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{} ({}): NDCG@10 and Recall@20, full ranking</text>\n",
-        w / 2.0,
-        esc(&r.dataset),
-        esc(&r.split)
-    );
-    for t in 0..=4 {
-        let v = max * t as f64 / 4.0;
-        let y = top + plot_h * (1.0 - t as f64 / 4.0);
-        s.push_str(&format!(
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>\n",
-            w - 20.0,
-            left - 6.0,
-            y + 4.0
-        ));
-    }
-    for (g, row) in r.rows.iter().enumerate() {
-        let x0 = left + g as f64 * group + group * 0.1;
-        for (b, (v, color)) in [(row.test.ndcg_10, "#4c78a8"), (row.test.recall_20, "#f58518")].into_iter().enumerate()
-        {
-            let bh = plot_h * v / max;
-            let x = x0 + b as f64 * bar;
-            s.push_str(&format!(
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{color}\"><title>{v:.4}</title></rect>\n",
-                top + plot_h - bh,
-                bar * 0.95
-            ));
+    let groups = r.rows.len().max(1) as f64;
+    let mut out = String::new();
+    {
+        let area = SVGBackend::with_string(&mut out, (760, 380)).into_drawing_area();
+        area.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(format!("{} ({}): NDCG@10 and Recall@20, full ranking", r.dataset, r.split), ("sans-serif", 14))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..groups, 0f64..max)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_x_axis()
+            .light_line_style(WHITE)
+            .y_labels(5)
+            .y_label_formatter(&|v| format!("{v:.3}"))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let ndcg = RGBColor(0x4c, 0x78, 0xa8);
+        let recall = RGBColor(0xf5, 0x85, 0x18);
+        // Each model a pair of bars at `g + 0.1` (NDCG@10) and `g + 0.5` (Recall@20).
+        let bar = |g: usize, b: usize| g as f64 + 0.1 + b as f64 * 0.4;
+        for (b, (name, color)) in [("NDCG@10", ndcg), ("Recall@20", recall)].into_iter().enumerate() {
+            let value = |row: &Row| if b == 0 { row.test.ndcg_10 } else { row.test.recall_20 };
+            chart
+                .draw_series(
+                    r.rows.iter().enumerate().map(|(g, row)| {
+                        Rectangle::new([(bar(g, b), 0.0), (bar(g, b) + 0.38, value(row))], color.filled())
+                    }),
+                )
+                .map_err(|e| err(&e))?
+                .label(name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+            // The value above each bar.
+            chart
+                .draw_series(r.rows.iter().enumerate().map(|(g, row)| {
+                    Text::new(
+                        format!("{:.3}", value(row)),
+                        (bar(g, b) + 0.02, value(row) + max * 0.05),
+                        ("sans-serif", 10).into_font(),
+                    )
+                }))
+                .map_err(|e| err(&e))?;
         }
-        s.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
-            x0 + bar,
-            h - bottom + 18.0,
-            esc(&row.model)
-        ));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| err(&e))?;
+        // The model's name under its pair of bars, outside the plotting area.
+        for (g, row) in r.rows.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(bar(g, 1), 0.0));
+            let style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+            area.draw(&Text::new(row.model.clone(), (px, py + 8), style)).map_err(|e| err(&e))?;
+        }
+        area.present().map_err(|e| err(&e))?;
     }
-    s.push_str(&format!(
-        "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#4c78a8\"/><text x=\"{}\" y=\"{:.1}\">NDCG@10</text>\n\
-         <rect x=\"{}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"#f58518\"/><text x=\"{}\" y=\"{:.1}\">Recall@20</text>\n</svg>\n",
-        h - 22.0,
-        left + 16.0,
-        h - 12.0,
-        left + 100.0,
-        h - 22.0,
-        left + 116.0,
-        h - 12.0
-    ));
-    s
+    Ok(out)
 }

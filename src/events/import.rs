@@ -9,10 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{EventInput, EventOutcome, Events};
+use super::{EventInput, EventOutcome, IngestReport};
 use crate::catalog::import::{CsvSchema, Row, RowError};
 use crate::error::{FieldError, Result, from_json_value};
-use crate::recommend::Stats;
 
 /// Events in CSV.
 pub const EVENT_CSV: CsvSchema = CsvSchema {
@@ -58,10 +57,10 @@ pub struct EventImportReport {
     pub errors: Vec<RowError>,
 }
 
-/// Ingest rows in batches of `batch_size`; `progress` is told how many rows each batch had.
+/// Ingest rows in batches of `batch_size` through `ingest` (the caller's whole ingestion path,
+/// attribution included); `progress` is told how many rows each batch had.
 pub async fn import(
-    events: &Events,
-    stats: &Stats,
+    mut ingest: impl AsyncFnMut(Vec<EventInput>) -> Result<IngestReport>,
     rows: Vec<Row>,
     batch_size: usize,
     mut progress: impl FnMut(usize),
@@ -82,12 +81,7 @@ pub async fn import(
                 },
             }
         }
-        let (result, accepted) = events.ingest(inputs).await?;
-        for e in &accepted {
-            if let Some(rec) = e.rec_id {
-                stats.attribute(rec, &e.product_id, e.kind, e.timestamp).await?;
-            }
-        }
+        let result = ingest(inputs).await?;
         for (line, outcome) in lines.into_iter().zip(result.results) {
             match outcome {
                 EventOutcome::Accepted { .. } => report.accepted += 1,

@@ -168,6 +168,32 @@ impl Profiles {
         Ok(Self { store, keys, implicit_consent, redactor })
     }
 
+    /// Rewrite the customers collection from its live points (after erasure).
+    pub async fn compact(&self) -> Result<()> {
+        self.store.compact(CUSTOMERS).await
+    }
+
+    /// Add the `collab` vector of dimension `dim` to the customers collection if missing.
+    pub async fn ensure_collab_vector(&self, dim: usize) -> Result<()> {
+        let spec = DenseSpec { name: crate::catalog::COLLAB_VECTOR.into(), dim, distance: Distance::Dot };
+        self.store.ensure_vector(CUSTOMERS, &spec).await
+    }
+
+    /// Set the collaborative factors of the customers among `factors` (by key) that have a
+    /// stored profile; returns how many were set.
+    pub async fn set_collab_factors(&self, factors: Vec<(String, Vec<f32>)>) -> Result<usize> {
+        let stored = self.load_keys(factors.iter().map(|(k, _)| k.clone()).collect()).await?;
+        let updates: Vec<(Uuid, Vec<(String, Vector)>)> = factors
+            .into_iter()
+            .filter(|(key, _)| stored.get(key).is_some_and(|p| p.exists))
+            .map(|(key, v)| (customer_point(&key), vec![(crate::catalog::COLLAB_VECTOR.to_string(), Vector::Dense(v))]))
+            .collect();
+        for chunk in updates.chunks(1000) {
+            self.store.update_vectors(CUSTOMERS, chunk.to_vec()).await?;
+        }
+        Ok(updates.len())
+    }
+
     /// Delete a customer's stored profile (erasure).
     pub async fn delete_key(&self, key: &str) -> Result<()> {
         self.store.delete(CUSTOMERS, vec![customer_point(key)]).await

@@ -1,5 +1,6 @@
 //! Privacy: pseudonymous customer keys ([`Keyring`]), PII redaction ([`pii`]), API keys
-//! ([`apikeys`]), the audit log ([`audit`]), and erasure and export ([`erasure`]).
+//! ([`apikeys`]) and the audit log ([`audit`]). Erasure and export, which touch every collection,
+//! are workflows of the composition root (`app::erasure`), not of this module.
 //!
 //! A customer's external id is never stored: every record is keyed by HMAC-SHA256 of it under a
 //! secret that lives only in the data directory (created on first start, mode 0600) or in the
@@ -7,7 +8,7 @@
 
 pub mod apikeys;
 pub mod audit;
-pub mod erasure;
+pub mod limits;
 pub mod pii;
 
 use std::path::Path;

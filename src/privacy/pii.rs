@@ -11,28 +11,10 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::{Captures, Regex};
-use serde::{Deserialize, Serialize};
 
-/// What can be redacted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PiiKind {
-    /// E-mail addresses.
-    Email,
-    /// Phone numbers (international with `+`, North American, European with a leading 0).
-    Phone,
-    /// Payment card numbers (13 to 19 digits passing the Luhn check).
-    Card,
-    /// IBANs (passing the mod-97 check).
-    Iban,
-    /// Street addresses (house number and street).
-    Address,
-}
+pub use crate::config::PiiKind;
 
 impl PiiKind {
-    /// Every kind.
-    pub const ALL: [PiiKind; 5] = [PiiKind::Email, PiiKind::Iban, PiiKind::Card, PiiKind::Phone, PiiKind::Address];
-
     /// The tag that replaces a match.
     pub fn tag(self) -> &'static str {
         match self {

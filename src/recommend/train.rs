@@ -15,39 +15,15 @@ use std::time::Instant;
 use chrono::Utc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::cf::{AlsConfig, Interactions, fold_in, item_gram, train_als};
-use crate::catalog::{Catalog, PRODUCTS, product_point};
+use crate::catalog::Catalog;
+pub use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::events::profile::{CUSTOMERS, HistoryItem};
-use crate::events::{EVENTS, Events, Kind, Profiles};
-use crate::store::{DenseSpec, Distance, Store, Vector, point_id};
+use crate::events::profile::HistoryItem;
+use crate::events::{Events, Kind, Profiles};
 
-/// Name of the collaborative vector on products and customers.
-pub const COLLAB_VECTOR: &str = "collab";
-
-/// `[train]` settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Latent factors.
-    pub factors: usize,
-    /// L2 regularisation.
-    pub reg: f32,
-    /// Confidence scale.
-    pub alpha: f32,
-    /// Iterations.
-    pub iterations: usize,
-    /// Days after which an event counts half.
-    pub half_life_days: f64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self { factors: 64, reg: 1.0, alpha: 10.0, iterations: 15, half_life_days: 90.0 }
-    }
-}
+pub use crate::catalog::COLLAB_VECTOR;
 
 impl TrainConfig {
     fn als(&self) -> AlsConfig {
@@ -99,7 +75,6 @@ pub struct TrainReport {
 /// The trainer and the current model.
 #[derive(Clone)]
 pub struct Collab {
-    store: Store,
     catalog: Catalog,
     profiles: Profiles,
     events: Events,
@@ -112,7 +87,6 @@ pub struct Collab {
 impl Collab {
     /// Load the current model (if one was trained) from `data_dir/collab.json`.
     pub fn open(
-        store: Store,
         catalog: Catalog,
         profiles: Profiles,
         events: Events,
@@ -128,7 +102,6 @@ impl Collab {
             Err(_) => None,
         };
         Ok(Self {
-            store,
             catalog,
             profiles,
             events,
@@ -156,34 +129,21 @@ impl Collab {
         let mut users: HashMap<String, u32> = HashMap::new();
         let mut items: HashMap<String, u32> = HashMap::new();
         let mut triples = Vec::new();
-        let mut offset = None;
         let mut n_events = 0usize;
-        loop {
-            let page = self.store.scroll(EVENTS, None, offset, 2000).await?;
-            for r in &page.records {
-                let p = &r.payload;
-                let (Some(customer), Some(product), Some(kind)) = (
-                    p.get("customer").and_then(Value::as_str),
-                    p.get("product_id").and_then(Value::as_str),
-                    p.get("kind").and_then(|k| serde_json::from_value::<Kind>(k.clone()).ok()),
-                ) else {
-                    continue;
-                };
+        let events = &self.events;
+        events
+            .for_each_customer_event(|e| {
                 n_events += 1;
-                let value = p.get("value").and_then(Value::as_f64).unwrap_or(1.0);
-                let ts = p.get("ts").and_then(Value::as_i64).unwrap_or(now);
-                let w = self.events.weight(kind, value) * 0.5f64.powf((now - ts).max(0) as f64 / half_life);
+                let value = e.value.unwrap_or(1.0);
+                let ts = e.ts.unwrap_or(now);
+                let w = events.weight(e.kind, value) * 0.5f64.powf((now - ts).max(0) as f64 / half_life);
                 let nu = users.len() as u32;
-                let u = *users.entry(customer.to_string()).or_insert(nu);
+                let u = *users.entry(e.customer.to_string()).or_insert(nu);
                 let ni = items.len() as u32;
-                let i = *items.entry(product.to_string()).or_insert(ni);
+                let i = *items.entry(e.product_id.to_string()).or_insert(ni);
                 triples.push((u, i, w as f32));
-            }
-            match page.next {
-                Some(n) => offset = Some(n),
-                None => break,
-            }
-        }
+            })
+            .await?;
         let data = Interactions::new(users.len(), items.len(), triples);
         let als = self.config.als();
         let t0 = Instant::now();
@@ -200,49 +160,18 @@ impl Collab {
 
         // Write the vectors: products that still exist, customers that have a profile.
         self.ensure_vectors(k).await?;
-        let mut product_updates = Vec::new();
-        let existing: std::collections::HashSet<uuid::Uuid> = self
-            .store
-            .retrieve(PRODUCTS, items.keys().map(|id| product_point(id)).collect(), vec![])
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        for (id, i) in &items {
-            let point = product_point(id);
-            if existing.contains(&point) {
-                product_updates.push((
-                    point,
-                    vec![(COLLAB_VECTOR.to_string(), Vector::Dense(factors.item(*i as usize).to_vec()))],
-                ));
-            }
-        }
-        {
-            let _writes = self.catalog.product_writes().lock().await;
-            for chunk in product_updates.chunks(1000) {
-                self.store.update_vectors(PRODUCTS, chunk.to_vec()).await?;
-            }
-        }
-        let stored = self.profiles.load_keys(users.keys().cloned().collect()).await?;
-        let customer_updates: Vec<_> = users
-            .iter()
-            .filter(|(key, _)| stored.get(*key).is_some_and(|p| p.exists))
-            .map(|(key, u)| {
-                (
-                    point_id(CUSTOMERS, key),
-                    vec![(COLLAB_VECTOR.to_string(), Vector::Dense(factors.user(*u as usize).to_vec()))],
-                )
-            })
-            .collect();
-        for chunk in customer_updates.chunks(1000) {
-            self.store.update_vectors(CUSTOMERS, chunk.to_vec()).await?;
-        }
+        let product_factors: Vec<(String, Vec<f32>)> =
+            items.iter().map(|(id, i)| (id.clone(), factors.item(*i as usize).to_vec())).collect();
+        let products_set = self.catalog.set_collab_factors(product_factors).await?;
+        let customer_factors: Vec<(String, Vec<f32>)> =
+            users.iter().map(|(key, u)| (key.clone(), factors.user(*u as usize).to_vec())).collect();
+        let customers_set = self.profiles.set_collab_factors(customer_factors).await?;
         let model = CollabModel {
             config: self.config.clone(),
             gram: item_gram(&factors),
             trained_at: Utc::now(),
-            users: customer_updates.len(),
-            items: product_updates.len(),
+            users: customers_set,
+            items: products_set,
         };
         let tmp = self.path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec(&model).map_err(|e| Error::Internal(e.to_string()))?)
@@ -261,12 +190,8 @@ impl Collab {
     }
 
     async fn ensure_vectors(&self, k: usize) -> Result<()> {
-        for name in [PRODUCTS, CUSTOMERS] {
-            self.store
-                .ensure_vector(name, &DenseSpec { name: COLLAB_VECTOR.into(), dim: k, distance: Distance::Dot })
-                .await?;
-        }
-        Ok(())
+        self.catalog.ensure_collab_vector(k).await?;
+        self.profiles.ensure_collab_vector(k).await
     }
 }
 

@@ -6,8 +6,15 @@
 //! is durable: a process killed right after a write was acknowledged finds it on restart.
 //!
 //! Point ids are UUIDv5 of the external id (Qdrant accepts only integers and UUIDs); the
-//! payload keeps the external id. This module knows nothing of models or HTTP.
+//! payload keeps the external id.
+//!
+//! Layout: this file holds the public types, [`Store`] and [`KeywordEncoder`]; `backend` is the
+//! trait an engine implements (on full collection names); `edge` is the embedded engine.
+//!
+//! Not for: models, HTTP, or what a collection means to the catalog, events or recommendations;
+//! callers define their collections with [`CollectionSpec`] and their own payload fields.
 
+mod backend;
 mod edge;
 
 use std::collections::HashMap;
@@ -17,6 +24,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use self::backend::Backend;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 
@@ -297,20 +305,13 @@ pub struct Query {
     pub with_vectors: Vec<String>,
 }
 
-#[derive(Clone)]
-enum Backend {
-    Edge(Arc<edge::EdgeStore>),
-}
-
 /// The vector store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    /// The engine, addressed by full collection names.
+    backend: Arc<dyn Backend>,
+    /// Added to every collection name.
     prefix: String,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("store task failed: {e}")))?
 }
 
 impl Store {
@@ -328,17 +329,16 @@ impl Store {
 
     /// Open (or create) the embedded store at `dir`. Fails if another process has it open.
     pub fn open_embedded(dir: &Path, prefix: &str, index_after_points: usize) -> Result<Self> {
-        let edge = edge::EdgeStore::open(dir, index_after_points)?;
-        Ok(Self { backend: Backend::Edge(Arc::new(edge)), prefix: prefix.to_string() })
+        let edge = edge::EdgeBackend::open(dir, index_after_points)?;
+        Ok(Self { backend: Arc::new(edge), prefix: prefix.to_string() })
     }
 
     /// A short description of the backend for logs and `/readyz`.
     pub fn describe(&self) -> String {
-        match &self.backend {
-            Backend::Edge(e) => format!("embedded qdrant-edge at {}", e.root().display()),
-        }
+        self.backend.describe()
     }
 
+    /// The full name of a collection (the prefix added).
     fn full(&self, name: &str) -> String {
         format!("{}{}", self.prefix, name)
     }
@@ -347,12 +347,7 @@ impl Store {
     pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<()> {
         let mut spec = spec.clone();
         spec.name = self.full(&spec.name);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.ensure_collection(&spec)).await
-            }
-        }
+        self.backend.ensure_collection(spec).await
     }
 
     /// Insert or replace points. Durable when it returns.
@@ -360,24 +355,12 @@ impl Store {
         if points.is_empty() {
             return Ok(());
         }
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.upsert(&c, points)).await
-            }
-        }
+        self.backend.upsert(self.full(collection), points).await
     }
 
     /// Merge `payload` keys into the points' payloads. Durable when it returns.
     pub async fn set_payload(&self, collection: &str, ids: Vec<Uuid>, payload: Payload) -> Result<()> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.set_payload(&c, ids, payload)).await
-            }
-        }
+        self.backend.set_payload(self.full(collection), ids, payload).await
     }
 
     /// Replace the named vectors of existing points, keeping their other vectors and payload.
@@ -386,24 +369,12 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.update_vectors(&c, updates)).await
-            }
-        }
+        self.backend.update_vectors(self.full(collection), updates).await
     }
 
     /// Delete every point matching `filter`. Durable when it returns.
     pub async fn delete_by_filter(&self, collection: &str, filter: Filter) -> Result<()> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.delete_by_filter(&c, filter)).await
-            }
-        }
+        self.backend.delete_by_filter(self.full(collection), filter).await
     }
 
     /// Merge a different payload into each point, durable as one write when it returns.
@@ -411,35 +382,17 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.set_payloads(&c, updates)).await
-            }
-        }
+        self.backend.set_payloads(self.full(collection), updates).await
     }
 
     /// Delete points by id (missing ids are ignored). Durable when it returns.
     pub async fn delete(&self, collection: &str, ids: Vec<Uuid>) -> Result<()> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.delete(&c, ids)).await
-            }
-        }
+        self.backend.delete(self.full(collection), ids).await
     }
 
     /// Read points by id, in the order asked (missing ids are left out).
     pub async fn retrieve(&self, collection: &str, ids: Vec<Uuid>, with_vectors: Vec<String>) -> Result<Vec<Record>> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.retrieve(&c, &ids, &with_vectors)).await
-            }
-        }
+        self.backend.retrieve(self.full(collection), ids, with_vectors).await
     }
 
     /// Page through points in id order, starting at `offset`.
@@ -450,90 +403,44 @@ impl Store {
         offset: Option<Uuid>,
         limit: usize,
     ) -> Result<Page> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.scroll(&c, filter, offset, limit)).await
-            }
-        }
+        self.backend.scroll(self.full(collection), filter, offset, limit).await
     }
 
     /// Run a query (prefetches, fusion, filters) in one engine call.
     pub async fn query(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.query(&c, query)).await
-            }
-        }
+        self.backend.query(self.full(collection), query).await
     }
 
     /// Count points matching a filter (exactly).
     pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<usize> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.count(&c, filter)).await
-            }
-        }
+        self.backend.count(self.full(collection), filter).await
     }
 
-    /// Build indexes where enough points are unindexed; returns whether anything was done.
     /// Add a dense vector to an existing collection if missing (e.g. `collab` after training).
     pub async fn ensure_vector(&self, collection: &str, vector: &DenseSpec) -> Result<()> {
-        let c = self.full(collection);
-        let vector = vector.clone();
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.ensure_vector(&c, &vector)).await
-            }
-        }
+        self.backend.ensure_vector(self.full(collection), vector.clone()).await
     }
 
     /// Rewrite a collection from its live points only (fresh segments, indexes and WAL), so that
     /// deleted and overwritten data no longer exists on disk. Readers and writers of the
     /// collection wait meanwhile; it takes time proportional to the collection's size.
     pub async fn compact(&self, collection: &str) -> Result<()> {
-        let c = self.full(collection);
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.compact(&c)).await
-            }
-        }
+        self.backend.compact(self.full(collection)).await
     }
 
+    /// Build indexes where enough points are unindexed; returns whether anything was done.
     pub async fn maintain(&self) -> Result<bool> {
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.maintain(false)).await
-            }
-        }
+        self.backend.maintain(false).await
     }
 
     /// Build indexes now, whatever the thresholds say (after a bulk import).
     pub async fn optimize(&self) -> Result<bool> {
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.maintain(true)).await
-            }
-        }
+        self.backend.maintain(true).await
     }
 
     /// Flush everything to disk (also done on every write; this is for shutdown).
     pub async fn flush(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Edge(e) => {
-                let e = e.clone();
-                blocking(move || e.flush_all()).await
-            }
-        }
+        self.backend.flush().await
     }
 }
 
@@ -541,6 +448,7 @@ impl Store {
 /// stopwords), for a sparse vector whose collection applies the IDF modifier: the engine then
 /// completes the BM25 score at query time from its own document frequencies.
 pub struct KeywordEncoder {
+    /// qdrant-edge's BM25 embedder.
     bm25: qdrant_edge::bm25_embed::EdgeBm25,
 }
 

@@ -231,6 +231,7 @@ fn bad_requests_name_the_field() {
 #[test]
 fn describe_drafts_only_from_the_products_facts() {
     let s = shared();
+    let numbers = Regex::new(r"\d+(?:[.,]\d+)*").unwrap();
     for id in ["el-0118", "el-0465", "el-0001"] {
         let (status, v) = post(&s.url(&format!("/v1/products/{id}/describe")), &json!({"max_words": 60}));
         assert_eq!(status, 200, "{v}");
@@ -238,7 +239,6 @@ fn describe_drafts_only_from_the_products_facts() {
         assert!(!text.trim().is_empty(), "{v}");
         let facts = v["facts"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect::<Vec<_>>().join("\n");
         // Every number the draft states is one the facts state.
-        let numbers = Regex::new(r"\d+(?:[.,]\d+)*").unwrap();
         for n in numbers.find_iter(text) {
             assert!(facts.contains(n.as_str()), "{id}: {} is not in the facts: {text}", n.as_str());
         }
@@ -275,7 +275,7 @@ fn a_chat_with_an_email_stores_none_and_erasure_takes_the_session() {
     assert!(!export.to_string().contains(email));
     assert!(!s.logs().contains(email), "the e-mail reached the logs");
     // A marker that is stored (redacted text) to look for on disk after erasure.
-    assert!(files_containing(&dir, "find me headphones under").len() > 0, "the session is stored on disk");
+    assert!(!files_containing(&dir, "find me headphones under").is_empty(), "the session is stored on disk");
     let (status, _, report) = call("DELETE", &s.url("/v1/customers/pii-shopper"), None, None);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["erased"]["sessions"], 1, "{report}");

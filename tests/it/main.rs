@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod architecture;
 mod assistant;
 mod chat;
 mod durability;

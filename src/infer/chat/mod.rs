@@ -8,7 +8,6 @@
 //! - [`sampling`], [`text`], [`json`]: choosing tokens, turning them into text, JSON output;
 //! - [`scheduler`]: the worker thread, per-request KV caches, cancellation.
 
-pub mod bench;
 pub mod gguf;
 pub mod json;
 pub mod linear;
@@ -28,7 +27,7 @@ use candle_core::quantized::gguf_file;
 
 pub use model::{Cache, Model, ModelShape};
 pub use sampling::SamplingParams;
-pub use scheduler::{Event, FinishReason, GenerateRequest, Generator};
+pub use scheduler::{FinishReason, GenerateRequest, GenerationEvent, Generator};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::ChatTokenizer;
 

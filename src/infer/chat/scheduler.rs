@@ -75,7 +75,7 @@ pub struct Finish {
 
 /// What a request receives, in order: text pieces, then one `Done` or `Failed`.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub enum GenerationEvent {
     /// Final text (never retracted).
     Text(String),
     /// Generation ended.
@@ -112,7 +112,7 @@ pub struct ChatInfo {
 
 struct Job {
     request: GenerateRequest,
-    events: UnboundedSender<Event>,
+    events: UnboundedSender<GenerationEvent>,
     submitted: Instant,
 }
 
@@ -193,7 +193,7 @@ impl Generator {
 
     /// Check a request against the model's context and queue it; events arrive on the receiver.
     /// Dropping the receiver cancels the request.
-    pub fn submit(&self, request: GenerateRequest) -> Result<UnboundedReceiver<Event>> {
+    pub fn submit(&self, request: GenerateRequest) -> Result<UnboundedReceiver<GenerationEvent>> {
         let context = self.info.shape.context;
         if request.prompt.is_empty() {
             return Err(Error::invalid("/messages", "the prompt is empty"));
@@ -230,9 +230,9 @@ impl Generator {
         let mut text = String::new();
         while let Some(event) = rx.recv().await {
             match event {
-                Event::Text(t) => text.push_str(&t),
-                Event::Done(f) => return Ok((text, f)),
-                Event::Failed(e) => return Err(Error::Inference(e)),
+                GenerationEvent::Text(t) => text.push_str(&t),
+                GenerationEvent::Done(f) => return Ok((text, f)),
+                GenerationEvent::Failed(e) => return Err(Error::Inference(e)),
             }
         }
         Err(Error::Internal("the chat worker dropped a request".into()))
@@ -334,7 +334,7 @@ impl Worker {
                     }
                     Err(e) => {
                         let seq = self.active.swap_remove(i);
-                        let _ = seq.job.events.send(Event::Failed(e.to_string()));
+                        let _ = seq.job.events.send(GenerationEvent::Failed(e.to_string()));
                     }
                 }
             }
@@ -421,7 +421,7 @@ fn choose(tok: &ChatTokenizer, stats: &SchedulerStats, seq: &mut Sequence, mut l
     }
     let delta = seq.text.push(bytes);
     if !delta.is_empty() {
-        let _ = seq.job.events.send(Event::Text(delta));
+        let _ = seq.job.events.send(GenerationEvent::Text(delta));
     }
     if seq.text.stopped() || seq.json.as_ref().is_some_and(|g| g.json.complete()) {
         return Ok(Step::Finished(FinishReason::Stop));
@@ -435,10 +435,10 @@ fn choose(tok: &ChatTokenizer, stats: &SchedulerStats, seq: &mut Sequence, mut l
 fn finish(mut seq: Sequence, reason: FinishReason, stats: &SchedulerStats) {
     let rest = seq.text.finish();
     if !rest.is_empty() {
-        let _ = seq.job.events.send(Event::Text(rest));
+        let _ = seq.job.events.send(GenerationEvent::Text(rest));
     }
     let total = seq.job.submitted.elapsed();
-    let _ = seq.job.events.send(Event::Done(Finish {
+    let _ = seq.job.events.send(GenerationEvent::Done(Finish {
         reason,
         prompt_tokens: seq.job.request.prompt.len(),
         completion_tokens: seq.generated,

@@ -1,14 +1,19 @@
-//! Prompt-processing and generation speed, measured the way llama.cpp's `llama-bench` does:
-//! `pp N` processes N random tokens in one batch on an empty cache, `tg N` generates N tokens
-//! one at a time from an empty cache; each is repeated and averaged after a warm-up.
+//! Chat-model speed measured the way llama.cpp's `llama-bench` does, and `llama-bench` itself
+//! as the anchor: `pp N` processes N random tokens in one batch on an empty cache, `tg N`
+//! generates N tokens one at a time from an empty cache; each is repeated and averaged after a
+//! warm-up. [`llama_bench`] runs llama.cpp's own tool (built by `benches/llama-cpp.sh`) on the
+//! same GGUF file. Used by [`super::chat`] and `benches/chat.rs`.
+//!
+//! Not for: running chat models (`crate::infer::chat`) or the time to first token through the
+//! scheduler ([`super::chat`]).
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::Model;
 use crate::error::Result;
+use crate::infer::chat::Model;
 
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +26,7 @@ pub struct Speed {
     pub stddev: f64,
 }
 
+/// Mean and sample standard deviation of tokens/s samples.
 fn summarize(test: String, samples: &[f64]) -> Speed {
     let n = samples.len() as f64;
     let mean = samples.iter().sum::<f64>() / n;
@@ -28,6 +34,7 @@ fn summarize(test: String, samples: &[f64]) -> Speed {
     Speed { test, tokens_per_second: mean, stddev: var.sqrt() }
 }
 
+/// `n` random token ids below `vocab`, the same for a seed.
 fn random_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n).map(|_| rng.random_range(0..vocab as u32)).collect()

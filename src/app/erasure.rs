@@ -21,13 +21,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::Keyring;
 use crate::assistant::session::Sessions;
-use crate::catalog::{CO_VECTOR, Catalog, NUM, PRODUCTS, TREND, product_point};
+use crate::catalog::{Catalog, SignalUpdate};
 use crate::error::{Error, Result};
-use crate::events::profile::CUSTOMERS;
-use crate::events::{CO_WITH, EVENTS, Events, POP_TERM, Profiles};
-use crate::store::{Payload, Store, Vector};
+use crate::events::{CO_WITH, Events, POP_TERM, Profiles};
+use crate::privacy::{Keyring, write_private};
+use crate::store::Payload;
 
 /// What an erasure removed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -72,7 +71,6 @@ struct Job {
 /// Export and erasure over the stored data.
 #[derive(Clone)]
 pub struct Privacy {
-    store: Store,
     keys: Keyring,
     catalog: Catalog,
     profiles: Profiles,
@@ -85,7 +83,6 @@ pub struct Privacy {
 impl Privacy {
     /// The privacy service; jobs live under `data_dir/erasures`.
     pub fn new(
-        store: Store,
         keys: Keyring,
         catalog: Catalog,
         profiles: Profiles,
@@ -93,16 +90,7 @@ impl Privacy {
         sessions: Sessions,
         data_dir: &Path,
     ) -> Self {
-        Self {
-            store,
-            keys,
-            catalog,
-            profiles,
-            events,
-            sessions,
-            jobs: data_dir.join("erasures"),
-            running: Default::default(),
-        }
+        Self { keys, catalog, profiles, events, sessions, jobs: data_dir.join("erasures"), running: Default::default() }
     }
 
     /// Everything held about a customer: profile (with the taste vector), events, sessions.
@@ -193,8 +181,8 @@ impl Privacy {
         self.profiles.delete_key(&job.key).await?;
         job.report.sessions = self.sessions.erase_customer(&job.key).await?;
         crate::fault::point("erase-after-delete");
-        self.store.compact(EVENTS).await?;
-        self.store.compact(CUSTOMERS).await?;
+        self.events.compact().await?;
+        self.profiles.compact().await?;
         std::fs::remove_file(path).map_err(|e| Error::io(format!("cannot remove {}", path.display()), e))?;
         sync_dir(&self.jobs);
         Ok(job.report)
@@ -212,10 +200,6 @@ impl Privacy {
         }
         involved.sort();
         involved.dedup();
-        let records = self
-            .store
-            .retrieve(PRODUCTS, involved.iter().map(|p| product_point(p)).collect(), vec![CO_VECTOR.into()])
-            .await?;
         struct State {
             point: Uuid,
             num: u32,
@@ -223,26 +207,13 @@ impl Privacy {
             co: BTreeMap<u32, f32>,
             changed: bool,
         }
-        let mut products: HashMap<String, State> = HashMap::new();
-        for r in records {
-            let Some(id) = r.payload.get("id").and_then(Value::as_str) else { continue };
-            let co = match r.vectors.get(CO_VECTOR) {
-                Some(Vector::Sparse { indices, values }) => {
-                    indices.iter().copied().zip(values.iter().copied()).collect()
-                }
-                _ => BTreeMap::new(),
-            };
-            products.insert(
-                id.to_string(),
-                State {
-                    point: r.id,
-                    num: r.payload.get(NUM).and_then(Value::as_u64).unwrap_or(0) as u32,
-                    trend: r.payload.get(TREND).and_then(Value::as_f64),
-                    co,
-                    changed: false,
-                },
-            );
-        }
+        let mut products: HashMap<String, State> = self
+            .catalog
+            .signals(&involved, false)
+            .await?
+            .into_iter()
+            .map(|(id, p)| (id, State { point: p.point, num: p.num, trend: p.trend, co: p.co, changed: false }))
+            .collect();
         for e in events {
             let Some(product) = e.get("product_id").and_then(Value::as_str) else { continue };
             if let Some(term) = e.get(POP_TERM).and_then(Value::as_f64)
@@ -284,23 +255,11 @@ impl Privacy {
         if fixes.is_empty() {
             return Ok(());
         }
-        let trends = fixes
+        let updates = fixes
             .iter()
-            .map(|f| {
-                let mut p = Payload::new();
-                p.insert(TREND.into(), json!(f.trend));
-                (f.point, p)
-            })
+            .map(|f| SignalUpdate { point: f.point, trend: Some(f.trend), co: Some(f.co.iter().copied().collect()) })
             .collect();
-        self.store.set_payloads(PRODUCTS, trends).await?;
-        let vectors = fixes
-            .iter()
-            .map(|f| {
-                let (indices, values) = f.co.iter().copied().unzip();
-                (f.point, vec![(CO_VECTOR.to_string(), Vector::Sparse { indices, values })])
-            })
-            .collect();
-        self.store.update_vectors(PRODUCTS, vectors).await
+        self.catalog.write_signals(updates).await
     }
 }
 
@@ -313,7 +272,7 @@ pub fn log_sub_exp(a: f64, b: f64) -> Option<f64> {
 }
 
 fn write_job(path: &Path, job: &Job) -> Result<()> {
-    super::write_private(path, &serde_json::to_vec(job).map_err(|e| Error::Internal(e.to_string()))?)
+    write_private(path, &serde_json::to_vec(job).map_err(|e| Error::Internal(e.to_string()))?)
 }
 
 fn sync_dir(dir: &Path) {

@@ -3,13 +3,16 @@
 //!
 //! `models/fetch.sh` writes `SHA256SUMS` into the models directory; `verify` checks every file
 //! listed there, then loads the configured embedding model and embeds a sentence.
+//!
+//! Not for: loading models to serve (`crate::infer`, `crate::app`) or where the configured models
+//! are (`crate::config`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sha2::{Digest, Sha256};
 
-use crate::cli::ModelsCommand;
+use super::args::ModelsCommand;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -46,6 +49,8 @@ pub async fn run(config: &Config, command: ModelsCommand) -> Result<ExitCode> {
     }
 }
 
+/// Print the configured embedding model and each folder in the models directory with its size
+/// and kind.
 fn list(config: &Config) -> Result<()> {
     let embed = config.models.resolve(&config.models.embedding);
     println!("models directory: {}", config.models.dir.display());
@@ -75,6 +80,7 @@ fn list(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Every file under `dir`, recursively.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -94,6 +100,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Check the files listed in `SHA256SUMS`, then load the embedding model and embed a sentence;
+/// exit code 1 when anything failed.
 fn verify(config: &Config) -> Result<ExitCode> {
     let mut ok = true;
     let sums = config.models.dir.join("SHA256SUMS");
@@ -132,6 +140,8 @@ fn verify(config: &Config) -> Result<ExitCode> {
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// Download `files` (default: the sentence-transformers layout) of `repo` at `revision` into
+/// `models_dir/name`.
 fn pull(models_dir: &Path, repo: &str, files: &[String], revision: &str, name: Option<&str>) -> Result<()> {
     let api = hf_hub::api::sync::ApiBuilder::new()
         .with_progress(true)

@@ -1,0 +1,193 @@
+//! The composition root: opens the store, loads the models and wires the domain services
+//! together ([`Services`], [`Security`]), runs the background work that belongs to no request
+//! ([`maintenance`]), and holds the workflows that cross several domains: export and erasure
+//! ([`erasure`]) and ingest-then-attribute ([`Services::ingest_events`]).
+//!
+//! `api/` routes HTTP requests to what is built here, and `cli/` parses commands and calls it;
+//! neither wires services itself. This module knows nothing of HTTP or of the command line.
+
+pub mod erasure;
+pub mod maintenance;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::{EventInput, Events, IngestReport, Profiles};
+use crate::infer::chat::scheduler::SchedulerConfig;
+use crate::infer::chat::{ChatModel, Generator};
+use crate::infer::{Embedder, EmbeddingModel, select_device};
+use crate::privacy::Keyring;
+use crate::privacy::apikeys::KeyStore;
+use crate::privacy::audit::AuditLog;
+use crate::privacy::limits::Limiter;
+use crate::privacy::pii::Redactor;
+use crate::recommend::{Recommender, Stats};
+use crate::store::Store;
+use erasure::Privacy;
+
+/// The engines a request may use, present once the models are loaded.
+pub struct Services {
+    /// The vector store.
+    pub store: Store,
+    /// The embedding queue.
+    pub embedder: Embedder,
+    /// The catalog service.
+    pub catalog: Catalog,
+    /// The chat scheduler, when a chat model is configured.
+    pub generator: Option<Generator>,
+    /// Customers and their profiles.
+    pub profiles: Profiles,
+    /// Event ingestion.
+    pub events: Events,
+    /// Recommendations (and their statistics).
+    pub recommender: Recommender,
+    /// Export and erasure.
+    pub privacy: Privacy,
+    /// Collaborative filtering: training and the served model.
+    pub collab: crate::recommend::train::Collab,
+    /// PII redaction for text that is stored or embedded.
+    pub redactor: Redactor,
+    /// The shopping assistant.
+    pub assistant: crate::assistant::Assistant,
+}
+
+impl Services {
+    /// Ingest events (validation, duplicates, profiles, popularity, co-occurrence) and attribute
+    /// those that carry a `rec_id` to the recommendation that showed the product.
+    pub async fn ingest_events(&self, inputs: Vec<EventInput>) -> Result<IngestReport> {
+        let (report, accepted) = self.events.ingest(inputs).await?;
+        for e in &accepted {
+            if let Some(rec) = e.rec_id {
+                self.recommender.stats().attribute(rec, &e.product_id, e.kind, e.timestamp).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Names of the models served.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names = vec![self.embedder.info().name.clone()];
+        names.extend(self.generator.as_ref().map(|g| g.info().name.clone()));
+        names
+    }
+}
+
+/// Keys, limits and the audit log: ready before the models are.
+pub struct Security {
+    /// API keys.
+    pub keys: KeyStore,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Keyed hashes (audit subjects).
+    pub keyring: Keyring,
+    /// Per-key limits.
+    pub limits: Limiter,
+}
+
+impl Security {
+    /// Open the keys, the audit log and the keyring under the data directory.
+    pub fn open(config: &Config) -> Result<Self> {
+        let dir = &config.store.data_dir;
+        Ok(Self {
+            keys: KeyStore::load(&config.auth.keys, dir)?,
+            audit: AuditLog::open(dir)?,
+            keyring: Keyring::load_or_create(dir, &config.privacy.secret)?,
+            limits: Limiter::new(config.auth.rate_per_sec, config.auth.burst, config.auth.max_concurrent),
+        })
+    }
+}
+
+/// Load the models and open the services (the slow part of startup). `with_chat` loads the chat
+/// model too (the server does; imports do not need it).
+pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<Services> {
+    let device = select_device(&config.models.device)?;
+    let dir = config.models.resolve(&config.models.embedding);
+    let started = Instant::now();
+    let model = EmbeddingModel::load(&dir, &device)?;
+    tracing::info!(
+        model = model.name(),
+        dim = model.dim(),
+        secs = started.elapsed().as_secs_f32(),
+        "embedding model loaded"
+    );
+    let embedder = Embedder::start(model, &config.embed);
+    let generator = if config.chat.model.is_empty() || !with_chat {
+        None
+    } else {
+        let path = config.models.resolve(&config.chat.model);
+        let model = ChatModel::load(&path, &device, config.chat.max_context)?;
+        let scheduler = SchedulerConfig {
+            max_active: config.chat.max_active,
+            max_waiting: config.chat.max_waiting,
+            prefill_chunk: config.chat.prefill_chunk,
+        };
+        Some(Generator::start(model, &scheduler))
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
+    let redactor = Redactor::new(&config.privacy.redact);
+    let dim = embedder.info().dim;
+    let (catalog, profiles, events, recommender, privacy, collab, assistant) = runtime.block_on(async {
+        let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
+        let profiles =
+            Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent, redactor.clone()).await?;
+        let events =
+            Events::open(store.clone(), catalog.clone(), profiles.clone(), keys.clone(), config.events.clone()).await?;
+        let sessions = crate::assistant::session::Sessions::open(store.clone(), keys.clone()).await?;
+        let privacy = Privacy::new(
+            keys,
+            catalog.clone(),
+            profiles.clone(),
+            events.clone(),
+            sessions.clone(),
+            &config.store.data_dir,
+        );
+        let resumed = privacy.resume().await?;
+        if resumed > 0 {
+            tracing::info!(erasures = resumed, "finished interrupted erasures");
+        }
+        let stats = Arc::new(Stats::open(store.clone()).await?);
+        let collab = crate::recommend::train::Collab::open(
+            catalog.clone(),
+            profiles.clone(),
+            events.clone(),
+            config.train.clone(),
+            &config.store.data_dir,
+        )?;
+        let recommender = Recommender::new(
+            store.clone(),
+            catalog.clone(),
+            profiles.clone(),
+            events.clone(),
+            stats,
+            config.recommend.clone(),
+        )
+        .with_collab(collab.clone());
+        let assistant = crate::assistant::Assistant::new(
+            catalog.clone(),
+            profiles.clone(),
+            sessions,
+            generator.clone(),
+            redactor.clone(),
+            config.assistant.clone(),
+            config.search.clone(),
+        );
+        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab, assistant))
+    })?;
+    Ok(Services {
+        store,
+        embedder,
+        catalog,
+        generator,
+        profiles,
+        events,
+        recommender,
+        privacy,
+        redactor,
+        collab,
+        assistant,
+    })
+}

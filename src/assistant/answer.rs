@@ -1,0 +1,204 @@
+//! Answering a plan: run the model on its prompt (or send its fixed answer), check the streamed
+//! text sentence by sentence through the grounding check, fall back to an answer written from
+//! the cards when nothing grounded is left, check the final answer again from scratch, send the
+//! cards, save the session and end with the summary.
+//!
+//! Not the decisions before the model runs (see `plan`) and not the grounding rules (see
+//! [`super::ground`]).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::Assistant;
+use super::ground::{Action, Grounder, SentenceSplitter, ViolationKind};
+use super::output::{AnswerSummary, AnswerTimings, GroundingReport, Output, ProductCard};
+use super::plan::{AnswerPlan, AnswerSource};
+use super::prompt::name_with_price;
+use super::session::Turn;
+use super::understand::Intent;
+use crate::infer::chat::{GenerateRequest, GenerationEvent, Generator, SamplingParams};
+
+impl Assistant {
+    /// Stream the answer to `plan` into `tx`, then save the session.
+    pub(super) async fn answer(&self, plan: AnswerPlan, generator: Generator, tx: UnboundedSender<Output>) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if plan.meta.refused {
+            self.stats.refusals.fetch_add(1, Ordering::Relaxed);
+        }
+        if tx.send(Output::Meta(plan.meta.clone())).is_err() {
+            return;
+        }
+        let mut grounding = GroundingReport::default();
+        let mut timings = AnswerTimings { retrieval_ms: ms(plan.retrieval), ..Default::default() };
+        let mut usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+        let mut answer = String::new();
+        match &plan.answer {
+            AnswerSource::Fixed(text) => {
+                timings.first_text_ms = Some(ms(plan.started.elapsed()));
+                answer = text.clone();
+                if tx.send(Output::Text(answer.clone())).is_err() {
+                    return;
+                }
+            }
+            AnswerSource::Model(prompt) => {
+                let request = GenerateRequest {
+                    prompt: prompt.clone(),
+                    max_tokens: self.config.max_tokens,
+                    sampling: SamplingParams { temperature: 0.0, repetition_penalty: 1.1, ..SamplingParams::default() },
+                    stop: vec![],
+                    json: false,
+                };
+                let mut rx = match generator.submit(request) {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        let _ = tx.send(Output::Failed(e.to_string()));
+                        return;
+                    }
+                };
+                let mut grounder = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone());
+                let mut sentences = SentenceSplitter::default();
+                let mut seen: HashSet<String> = HashSet::new();
+                let mut emit =
+                    |sentence: String, answer: &mut String, grounding: &mut GroundingReport| -> Option<String> {
+                        let checked = grounder.check(&sentence);
+                        grounding.violations_before += checked.violations.len();
+                        grounding.repaired +=
+                            checked.violations.iter().filter(|v| v.action == Action::Repaired).count();
+                        if checked.text.is_none() {
+                            grounding.removed += 1;
+                        }
+                        grounding.violations.extend(checked.violations);
+                        let text = checked.text?;
+                        // Small models repeat themselves: a sentence said once is enough.
+                        if !seen.insert(text.trim().to_lowercase()) {
+                            return None;
+                        }
+                        let piece = if answer.is_empty() { text.trim_start().to_string() } else { text };
+                        answer.push_str(&piece);
+                        Some(piece)
+                    };
+                loop {
+                    let Some(event) = rx.recv().await else {
+                        let _ = tx.send(Output::Failed("the chat worker dropped the request".into()));
+                        return;
+                    };
+                    match event {
+                        GenerationEvent::Text(t) => {
+                            if timings.first_token_ms.is_none() {
+                                timings.first_token_ms = Some(ms(plan.started.elapsed()));
+                            }
+                            for s in sentences.push(&t) {
+                                if let Some(piece) = emit(s, &mut answer, &mut grounding) {
+                                    timings.first_text_ms.get_or_insert(ms(plan.started.elapsed()));
+                                    if tx.send(Output::Text(piece)).is_err() {
+                                        return; // the client left: dropping `rx` cancels generation
+                                    }
+                                }
+                            }
+                        }
+                        GenerationEvent::Done(f) => {
+                            if timings.first_token_ms.is_none() {
+                                timings.first_token_ms = Some(ms(f.time_to_first_token + plan.retrieval));
+                            }
+                            usage = json!({
+                                "prompt_tokens": f.prompt_tokens,
+                                "completion_tokens": f.completion_tokens,
+                                "total_tokens": f.prompt_tokens + f.completion_tokens,
+                            });
+                            break;
+                        }
+                        GenerationEvent::Failed(e) => {
+                            let _ = tx.send(Output::Failed(e));
+                            return;
+                        }
+                    }
+                }
+                if let Some(s) = sentences.finish()
+                    && let Some(piece) = emit(s, &mut answer, &mut grounding)
+                {
+                    timings.first_text_ms.get_or_insert(ms(plan.started.elapsed()));
+                    if tx.send(Output::Text(piece)).is_err() {
+                        return;
+                    }
+                }
+                // Nothing grounded left (or nothing said): answer from the cards.
+                if !answer.chars().any(char::is_alphanumeric) {
+                    grounding.fallback = true;
+                    self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+                    let names: Vec<String> = plan.cards.iter().map(name_with_price).collect();
+                    // One clause per card, so that each price sits with its product.
+                    let text = format!("Here is what I found in stock: {}.", names.join("; "));
+                    let piece = if answer.is_empty() { text } else { format!(" {text}") };
+                    answer.push_str(&piece);
+                    timings.first_text_ms.get_or_insert(ms(plan.started.elapsed()));
+                    if tx.send(Output::Text(piece)).is_err() {
+                        return;
+                    }
+                }
+                // Check the final answer again from scratch: what a shopper reads.
+                let mut again = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone());
+                let mut split = SentenceSplitter::default();
+                let mut parts = split.push(&answer);
+                parts.extend(split.finish());
+                grounding.remaining = parts.iter().flat_map(|s| again.check(s).violations).collect();
+                grounding.violations_after = grounding.remaining.len();
+                for v in &grounding.violations {
+                    let c = match v.kind {
+                        ViolationKind::Product => &self.stats.violations_product,
+                        ViolationKind::Price => &self.stats.violations_price,
+                        ViolationKind::Stock => &self.stats.violations_stock,
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                self.stats.repaired.fetch_add(grounding.repaired as u64, Ordering::Relaxed);
+                self.stats.removed.fetch_add(grounding.removed as u64, Ordering::Relaxed);
+                self.stats.violations_after.fetch_add(grounding.violations_after as u64, Ordering::Relaxed);
+            }
+        }
+        let cards: Vec<ProductCard> = plan
+            .cards
+            .iter()
+            .zip(&plan.card_why)
+            .map(|(p, why)| ProductCard {
+                id: p.id.clone(),
+                title: p.title.clone(),
+                price: p.price,
+                currency: p.currency.clone(),
+                url: p.url.clone(),
+                image_url: p.image_url.clone(),
+                in_stock: p.in_stock,
+                stock_qty: p.stock_qty,
+                why: why.clone(),
+                alternative: plan.alternative,
+            })
+            .collect();
+        if tx.send(Output::Cards(cards)).is_err() {
+            return;
+        }
+        if let Some(mut session) = plan.session {
+            session.turns.extend(plan.new_turns);
+            session.turns.push(Turn { role: "assistant".into(), content: answer.clone() });
+            let excess = session.turns.len().saturating_sub(self.config.max_turns.max(2));
+            session.turns.drain(..excess);
+            if plan.meta.intent == Intent::Shopping {
+                session.state = plan.state;
+                session.shown = plan.cards.iter().filter_map(|p| Some((p.id.clone(), p.price?))).collect();
+            }
+            if let Err(e) = self.sessions.put(session).await {
+                let _ = tx.send(Output::Failed(format!("the session could not be saved: {e}")));
+                return;
+            }
+        }
+        timings.total_ms = ms(plan.started.elapsed());
+        let _ = tx.send(Output::Done(AnswerSummary { answer, grounding, usage, timings }));
+    }
+}
+
+/// A duration in milliseconds, to two decimals.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}

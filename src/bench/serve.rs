@@ -1,0 +1,115 @@
+//! The harness for the benchmarks that need a running server ([`super::search`],
+//! [`super::recommend`], [`super::ingest`]): for each shop size it generates (or reuses) a
+//! cached synthetic shop, starts the real server in this process on a loopback port, measures the
+//! anchor (the store engine's own query time, in-process, no HTTP, no embedding) and hands the
+//! address to each benchmark.
+//!
+//! Not for: generating the shop ([`super::shop`]), sending load ([`super::load`]) or serving
+//! production traffic (`crate::api::serve`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::load::LatencyReport;
+use super::report::{Row, row};
+use super::shop::{ShopSpec, cache_dir, generate_once};
+use super::{bar, ingest, recommend, search};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Search, recommendations and ingestion against the real server, in this process, over
+/// loopback HTTP, on generated shops.
+pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads: usize) -> Result<Vec<Row>> {
+    let has = |w: &str| which.iter().any(|x| x == w);
+    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(2))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("runtime", e))?;
+    let seconds = Duration::from_secs(if quick { 4 } else { 15 });
+    let clients = 4;
+    let mut rows = Vec::new();
+    for &products in sizes {
+        let customers = if quick { 10_000 } else { products };
+        let spec = ShopSpec { products, customers, baskets: products / 2, categories: 100, seed: 7 };
+        let dir = cache_dir(&spec);
+        let mut cfg = config.clone();
+        cfg.store.data_dir = dir.clone();
+        cfg.chat.model = String::new();
+        cfg.auth.keys.clear();
+        cfg.auth.rate_per_sec = 0.0;
+        let store = crate::store::Store::open(&cfg.store)?;
+        let c = cfg.clone();
+        let services = runtime
+            .block_on(
+                async move { tokio::task::spawn_blocking(move || crate::app::load_services(&c, store, false)).await },
+            )
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        let pb = bar(0, "shop");
+        pb.set_message(format!("{products} products, {customers} customers (generated once, cached)"));
+        runtime.block_on(generate_once(&services, &dir, spec, |line| pb.set_message(line)))?;
+        pb.finish_and_clear();
+        // The anchor: the engine's own query time, in-process, no HTTP, no embedding.
+        let store = services.store.clone();
+        let embedder = services.embedder.clone();
+        let state =
+            crate::api::AppState::new(cfg, (threads, crate::infer::threads::ThreadSource::Config), "cpu".into())?;
+        state.set_services(services);
+        let listener =
+            runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).map_err(|e| Error::io("bind", e))?;
+        let base = format!("http://{}", listener.local_addr().map_err(|e| Error::io("address", e))?);
+        let server = runtime.spawn(async move { axum::serve(listener, crate::api::router(state)).await });
+        let label = if products >= 100_000 { "100k" } else { "10k" };
+        let engine_ms = engine_query_ms(&runtime, &store, quick)?;
+        if has("search") {
+            rows.extend(search::run(&base, label, clients, seconds, engine_ms));
+        }
+        if has("recommend") {
+            rows.extend(recommend::run(&base, label, customers, clients, seconds, engine_ms));
+        }
+        if has("ingest") && products == sizes[0] {
+            rows.extend(ingest::run(&embedder, &base, root, quick)?);
+        }
+        server.abort();
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    }
+    Ok(rows)
+}
+
+/// The rows of one load run: p50 (against the engine's own query time), p95, p99, throughput
+/// and errors.
+pub fn latency_rows(bench: &str, what: &str, r: &LatencyReport, engine_ms: f64) -> Vec<Row> {
+    vec![
+        row(bench, format!("{what}: p50"), r.p50_ms, "ms").against("engine query, in-process", engine_ms, false),
+        row(bench, format!("{what}: p95"), r.p95_ms, "ms"),
+        row(bench, format!("{what}: p99"), r.p99_ms, "ms"),
+        row(bench, format!("{what}: throughput"), r.throughput, "req/s"),
+        row(bench, format!("{what}: errors"), r.errors as f64, "requests"),
+    ]
+}
+
+/// Median time of a filtered dense query straight on the store (the engine alone).
+fn engine_query_ms(runtime: &tokio::runtime::Runtime, store: &crate::store::Store, quick: bool) -> Result<f64> {
+    use crate::store::{Query, Ranking, Vector, VectorQuery};
+    let mut times = Vec::new();
+    for i in 0..if quick { 50 } else { 200 } {
+        let v: Vec<f32> = (0..384).map(|k| (((i * 31 + k * 17) % 97) as f32 / 97.0) - 0.5).collect();
+        let q = Query {
+            prefetch: vec![],
+            ranking: Ranking::Vector(VectorQuery::Nearest {
+                using: crate::catalog::TEXT_VECTOR.into(),
+                vector: Vector::Dense(v),
+            }),
+            filter: crate::catalog::ProductFilter { in_stock: Some(true), ..Default::default() }.to_store_filter(),
+            limit: 10,
+            offset: 0,
+            with_vectors: vec![],
+        };
+        let t = Instant::now();
+        runtime.block_on(store.query(crate::catalog::PRODUCTS, q))?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}

@@ -1,0 +1,184 @@
+//! The clap argument types of the `aisle` command: subcommands and their flags. Their doc
+//! comments are the `--help` text.
+//!
+//! Not for: what the commands do (the sibling modules) or reading the configuration
+//! ([`super::Cli::config`]).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::catalog::import::Format;
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Import data from files.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// List, verify or download models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Manage API keys (kept hashed in DATA_DIR/keys.json; a running server picks changes up).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Offline evaluation: baselines and aisle's hybrid, full ranking, on MovieLens 100K.
+    Eval(EvalArgs),
+    /// Benchmarks with their anchors side by side: embed, chat, search, recommend, ingest, train
+    /// (all by default). Prints a table; --json and --svg write the report and a chart.
+    Bench(BenchArgs),
+    /// Score the shopping assistant on a set of shopper requests with the configured chat model
+    /// (constraint satisfaction, refusals, grounding, latency). The server must not be running.
+    AssistantEval(AssistantEvalArgs),
+    /// Train the collaborative model from the stored events (the server must not be running;
+    /// with one running, use POST /v1/admin/train).
+    Train,
+}
+
+/// `aisle eval` flags.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset: `ml-100k` (RecBole's files, fetched by data/fetch.sh), or `shop`: the events
+    /// in the data directory (with the server stopped).
+    #[arg(long, default_value = "ml-100k")]
+    pub dataset: String,
+    /// Where the dataset's files are (default: data/raw/ml-100k).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Split: leave-last-N (per user, by time) or temporal-F (global time cut).
+    #[arg(long, default_value = "leave-last-10")]
+    pub split: String,
+    /// Directory for report.md, report.json and report.svg.
+    #[arg(long, default_value = "eval-report")]
+    pub out: PathBuf,
+    /// One setting per model instead of the validation grid (for smoke tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the content model (no embedding model needed).
+    #[arg(long)]
+    pub no_content: bool,
+}
+
+/// `aisle bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmarks (embed, chat, search, recommend, ingest, train); all when none.
+    pub which: Vec<String>,
+    /// Fewer repetitions and only the 10k-product shop (under 5 minutes on 2 cores once the
+    /// shop and llama.cpp are cached).
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the report as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a chart of the ratios to the anchors (SVG).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Do not run llama.cpp (building it the first time takes ~15 minutes on 2 cores).
+    #[arg(long)]
+    pub no_anchor: bool,
+}
+
+/// `aisle assistant-eval` flags.
+#[derive(Debug, Args)]
+pub struct AssistantEvalArgs {
+    /// The requests (JSON lines: id, turns, expect).
+    #[arg(long, default_value = "tests/data/assistant_eval.jsonl")]
+    pub cases: PathBuf,
+    /// Write the report as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `aisle keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once: only its hash is kept).
+    Create {
+        /// admin, app or read.
+        #[arg(long)]
+        role: String,
+        /// A name for logs and the audit log.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the keys (names, roles, hash prefixes).
+    List,
+    /// Delete a key by name.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+    /// Print the SHA-256 of a key, for `[auth] keys` in the configuration.
+    Hash {
+        /// The key.
+        key: String,
+    },
+}
+
+/// `aisle serve` flags.
+#[derive(Debug, Args)]
+// The doc comments are the --help text; `[server]` is a configuration section there, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides [server] listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// `aisle import ...`
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import products from CSV, a JSON array or NDJSON.
+    Products(ImportArgs),
+    /// Import events from CSV, a JSON array or NDJSON.
+    Events(ImportArgs),
+}
+
+/// `aisle import products` flags.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to import.
+    pub file: PathBuf,
+    /// File format (default: from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Send the products to a running server (e.g. http://127.0.0.1:8080) instead of opening
+    /// the data directory directly.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// API key for --server (an admin key for products, app for events).
+    #[arg(long, env = "AISLE_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Records per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Print the full report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `aisle models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show the configured models and what is in the models directory.
+    List,
+    /// Check checksums and load each configured model.
+    Verify,
+    /// Download a model from the Hugging Face Hub (needs network; `serve` never downloads).
+    Pull {
+        /// Repository, e.g. sentence-transformers/all-MiniLM-L6-v2.
+        repo: String,
+        /// Files to fetch (default: the sentence-transformers layout).
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Revision (branch, tag or commit).
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Folder name under the models directory (default: the repository's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}

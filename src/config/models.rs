@@ -1,0 +1,104 @@
+//! `[models]`, `[embed]` and `[chat]`: which models run, on what device, and how their queues
+//! batch. Not the models themselves (`infer/`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// `[models]`: which models to load, from where, on what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Directory holding the model folders.
+    pub dir: PathBuf,
+    /// Embedding model: a folder name under `dir`, or a path.
+    pub embedding: String,
+    /// Device: `auto`, `cpu` or `cuda:N`.
+    pub device: String,
+    /// Compute threads; 0 means "the CPUs this process may use" (affinity and cgroup quota).
+    pub threads: usize,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("models"), embedding: "all-MiniLM-L6-v2".into(), device: "auto".into(), threads: 0 }
+    }
+}
+
+impl ModelsConfig {
+    /// Resolve a model name to a path: an existing path is taken as is, else a folder under `dir`.
+    pub fn resolve(&self, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() || p.exists() { p.to_path_buf() } else { self.dir.join(name) }
+    }
+}
+
+/// `[embed]`: the embedding batching queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Most padded tokens in one forward pass.
+    pub max_batch_tokens: usize,
+    /// Most texts in one forward pass.
+    pub max_batch_size: usize,
+    /// Most texts waiting in the queue before new requests get 503.
+    pub max_queued: usize,
+    /// Most texts accepted in one `/v1/embeddings` request.
+    pub max_inputs: usize,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self { max_batch_tokens: 8192, max_batch_size: 32, max_queued: 20_000, max_inputs: 256 }
+    }
+}
+
+/// `[chat]`: the chat model and its scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Chat model: a folder (holding one .gguf) or file under `[models] dir`, or a path; empty
+    /// disables chat.
+    pub model: String,
+    /// Longest context in tokens (the model's own limit applies too).
+    pub max_context: usize,
+    /// Requests generated at once (round-robin).
+    pub max_active: usize,
+    /// Requests waiting before new ones get 503.
+    pub max_waiting: usize,
+    /// Prompt tokens per forward pass.
+    pub prefill_chunk: usize,
+    /// `max_tokens` of chat completions that do not set it.
+    pub default_max_tokens: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            model: "SmolLM2-135M-Instruct".into(),
+            max_context: 4096,
+            max_active: 4,
+            max_waiting: 64,
+            prefill_chunk: 512,
+            default_max_tokens: 512,
+        }
+    }
+}
+
+impl EmbedConfig {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_batch_size == 0 || self.max_batch_tokens == 0 {
+            problems.push("embed.max_batch_size and embed.max_batch_tokens must be at least 1".to_string());
+        }
+    }
+}
+
+impl ChatConfig {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_context < 16 || self.max_active == 0 || self.prefill_chunk == 0 || self.default_max_tokens == 0 {
+            problems.push(
+                "chat.max_context must be >= 16; chat.max_active, prefill_chunk, default_max_tokens >= 1".to_string(),
+            );
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `[server]`: the HTTP edge (address, body limits, shutdown, log format).
+//! Not the routes or the auth keys: those are `[auth]`.
+
+use serde::{Deserialize, Serialize};
+
+/// `[server]`: the HTTP edge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest accepted request body in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Most products accepted in one batch request.
+    pub max_batch_items: usize,
+    /// Seconds that in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_batch_items: 1000,
+            shutdown_grace_secs: 20,
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_body_bytes < 1024 {
+            problems.push("server.max_body_bytes must be at least 1024".to_string());
+        }
+        if self.max_batch_items == 0 {
+            problems.push("server.max_batch_items must be at least 1".to_string());
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            problems.push(format!("server.log_format must be 'text' or 'json', not '{}'", self.log_format));
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! From chosen candidates to the response: each product with the anchor from the customer's
+//! history that best relates to it ("because you viewed X"), its explanation in words, and
+//! what was served recorded in the statistics.
+//!
+//! Not for choosing or ranking candidates (see `sources` and `fuse`).
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::Recommender;
+use super::fuse::Candidate;
+use super::request::{Anchor, RecItem, Recommendations, SourceName, SourceRank};
+use super::sources::AnchorItem;
+use crate::catalog::TEXT_VECTOR;
+use crate::error::Result;
+use crate::events::Kind;
+use crate::store::Vector;
+
+impl Recommender {
+    /// The response of `chosen`: anchors (when `anchored`: a known customer or a session) and
+    /// explanations; what was served goes into the statistics under a new `rec_id`.
+    pub(super) fn respond(
+        &self,
+        chosen: Vec<Candidate>,
+        anchors: &[AnchorItem],
+        anchored: bool,
+        personalized: bool,
+        sources: Vec<SourceName>,
+    ) -> Result<Recommendations> {
+        let rec_id = Uuid::new_v4();
+        let mut items = Vec::with_capacity(chosen.len());
+        let mut served = Vec::with_capacity(chosen.len());
+        for (hit, srcs) in chosen {
+            let product = crate::catalog::from_payload(hit.payload)?;
+            let vector = match hit.vectors.get(TEXT_VECTOR) {
+                Some(Vector::Dense(v)) => Some(v.as_slice()),
+                _ => None,
+            };
+            let anchor = best_anchor(anchors, vector, anchored);
+            let explanation = explain(&srcs, anchor.as_ref());
+            served.push((
+                product.id.clone(),
+                srcs.first().map(|s| s.source).unwrap_or(SourceName::Fallback).as_str().to_string(),
+            ));
+            items.push(RecItem { product, score: hit.score, sources: srcs, anchor, explanation });
+        }
+        self.stats.record(rec_id, &served, Utc::now());
+        Ok(Recommendations { rec_id, personalized, sources, items })
+    }
+}
+
+/// The anchor most similar (by text) to a recommended product.
+fn best_anchor(anchors: &[AnchorItem], item: Option<&[f32]>, allowed: bool) -> Option<Anchor> {
+    if !allowed {
+        return None;
+    }
+    let item = item?;
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let n_item = norm(item);
+    anchors
+        .iter()
+        .filter_map(|a| {
+            let t = a.text.as_ref()?;
+            let sim = t.iter().zip(item).map(|(x, y)| x * y).sum::<f32>() / (norm(t) * n_item);
+            Some((sim, a))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, a)| Anchor { product_id: a.product_id.clone(), title: a.title.clone(), kind: a.kind })
+}
+
+fn verb(kind: Kind) -> &'static str {
+    match kind {
+        Kind::View | Kind::Impression => "viewed",
+        Kind::Click => "clicked",
+        Kind::Cart => "added to your cart",
+        Kind::Purchase => "bought",
+        Kind::Rating => "rated",
+        Kind::Return => "returned",
+    }
+}
+
+/// The explanation of an item in words.
+fn explain(sources: &[SourceRank], anchor: Option<&Anchor>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for s in sources {
+        let part = match (s.source, anchor) {
+            (SourceName::Session, Some(a)) | (SourceName::Content, Some(a)) if parts.is_empty() => {
+                format!("because you {} {}", verb(a.kind), a.title)
+            }
+            (SourceName::Content, _) => "matches your taste".to_string(),
+            (SourceName::Session, _) => "similar to what you are looking at".to_string(),
+            (SourceName::CoPurchase, Some(a)) => format!("often bought together with {}", a.title),
+            (SourceName::CoPurchase, None) => "often bought together".to_string(),
+            (SourceName::Trending, _) => "popular right now".to_string(),
+            (SourceName::Collab, _) => "customers like you chose it".to_string(),
+            (SourceName::Fallback, _) => "in stock now".to_string(),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    if parts.is_empty() {
+        parts.push("in stock now".into());
+    }
+    let mut s = parts.join("; ");
+    if let Some(first) = s.get_mut(0..1) {
+        first.make_ascii_uppercase();
+    }
+    s
+}
