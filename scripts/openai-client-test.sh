@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Run the official `openai` Python client (PyPI, pinned) against a real aisle server started
+# Run the official `openai` Python client (PyPI, pinned; `jsonschema` checks structured outputs) against a real aisle server started
 # on a free loopback port over an empty data directory, then stop the server.
 # Needs the release binary (scripts/test.sh builds it) and the models (models/fetch.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
-venv=${AISLE_CACHE:-$HOME/.cache/aisle}/venv-openai-3.54.0
+venv=${AISLE_CACHE:-$HOME/.cache/aisle}/venv-openai-3.54.0-jsonschema-4.26.0
 if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
-  "$venv/bin/pip" install --quiet openai==3.54.0
+  "$venv/bin/pip" install --quiet openai==3.54.0 jsonschema==4.26.0
 fi
 bin="${CARGO_TARGET_DIR:-target}/release/aisle"
 data=$(mktemp -d)

@@ -1,5 +1,6 @@
 """The official `openai` Python client against a running aisle server, unchanged:
-chat, streaming chat, text completions, embeddings, model listing, and errors.
+chat, streaming chat, JSON mode and JSON Schema outputs (validated with `jsonschema`), text
+completions, embeddings, model listing, and errors.
 
     AISLE_URL=http://127.0.0.1:8080 python tests/openai_client.py
 
@@ -69,6 +70,79 @@ def json_mode():
     )
     assert r.choices[0].finish_reason == "stop", r.choices[0]
     assert isinstance(json.loads(r.choices[0].message.content), dict), r.choices[0].message.content
+
+
+SHOPPING_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "intent": {"type": "string", "enum": ["shopping", "small_talk", "out_of_scope"]},
+        "product_type": {"type": "string", "maxLength": 40},
+        "categories": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["Headphones", "Laptops", "Smartphones", "Cameras"]},
+            "maxItems": 2,
+        },
+        "price": {
+            "type": "object",
+            "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+            "required": ["max"],
+            "additionalProperties": False,
+        },
+        "in_stock_only": {"type": "boolean"},
+        "count": {"type": "integer"},
+    },
+    "required": ["intent", "product_type", "categories", "price", "in_stock_only", "count"],
+    "additionalProperties": False,
+}
+
+
+@check
+def json_schema_outputs_validate_against_the_schema():
+    import json
+
+    import jsonschema
+
+    prompts = [
+        "I want two pairs of wireless headphones under $150. Reply in JSON.",
+        "Hello there! How are you today?",
+        "Find me a laptop or a camera for travel, at most 900 dollars, in stock.",
+    ]
+    for stream in (False, True):
+        for prompt in prompts:
+            kwargs = dict(
+                model=CHAT,
+                messages=[{"role": "user", "content": prompt}],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "shopping_request", "schema": SHOPPING_SCHEMA, "strict": True},
+                },
+                temperature=0,
+                max_tokens=200,
+            )
+            if stream:
+                text = "".join(
+                    c.delta.content or "" for chunk in client.chat.completions.create(stream=True, **kwargs) for c in chunk.choices
+                )
+            else:
+                r = client.chat.completions.create(**kwargs)
+                assert r.choices[0].finish_reason == "stop", r.choices[0]
+                text = r.choices[0].message.content
+            doc = json.loads(text)
+            jsonschema.validate(doc, SHOPPING_SCHEMA)
+
+
+@check
+def unsupported_schema_keywords_are_refused_by_name():
+    bad = {"type": "object", "properties": {"price": {"type": "number", "minimum": 0}}, "required": ["price"]}
+    try:
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "hi"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": bad}},
+        )
+        raise AssertionError("a schema with 'minimum' was accepted")
+    except openai.BadRequestError as e:
+        assert "/response_format/json_schema/schema/properties/price/minimum" in str(e), str(e)
 
 
 @check

@@ -20,7 +20,7 @@ use super::plan::{AnswerPlan, AnswerSource};
 use super::prompt::name_with_price;
 use super::session::Turn;
 use super::understand::Intent;
-use crate::infer::chat::{GenerateRequest, GenerationEvent, Generator, SamplingParams};
+use crate::infer::chat::{GenerateRequest, GenerationEvent, Generator, OutputFormat, SamplingParams};
 
 impl Assistant {
     /// Stream the answer to `plan` into `tx`, then save the session.
@@ -50,7 +50,7 @@ impl Assistant {
                     max_tokens: self.config.max_tokens,
                     sampling: SamplingParams { temperature: 0.0, repetition_penalty: 1.1, ..SamplingParams::default() },
                     stop: vec![],
-                    json: false,
+                    format: OutputFormat::Text,
                 };
                 let mut rx = match generator.submit(request) {
                     Ok(rx) => rx,

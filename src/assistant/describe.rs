@@ -16,7 +16,7 @@ use super::Assistant;
 use super::ground::{SentenceSplitter, format_price};
 use super::understand::word_positions;
 use crate::error::{Error, FieldError, Result};
-use crate::infer::chat::{GenerateRequest, Message, SamplingParams};
+use crate::infer::chat::{GenerateRequest, Message, OutputFormat, SamplingParams};
 
 /// `POST /v1/products/{id}/describe` body.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,7 +188,7 @@ impl Assistant {
             max_tokens: (max_words * 2).min(400).min(room),
             sampling: SamplingParams { temperature: 0.0, repetition_penalty: 1.1, ..SamplingParams::default() },
             stop: vec![],
-            json: false,
+            format: OutputFormat::Text,
         };
         let (text, finish) = generator.generate(request).await?;
         let own_brand = product.brand.as_deref().map(str::to_lowercase);

@@ -90,7 +90,7 @@ pub fn run(config: &Config, root: &Path, quick: bool, anchors: bool, threads: us
             max_tokens: 8,
             sampling: crate::infer::chat::SamplingParams { temperature: 0.0, ..Default::default() },
             stop: vec![],
-            json: false,
+            format: crate::infer::chat::OutputFormat::Text,
         };
         let (_, finish) = runtime.block_on(generator.generate(request))?;
         ttft.push(finish.time_to_first_token.as_secs_f64() * 1000.0);

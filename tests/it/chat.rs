@@ -269,6 +269,53 @@ fn json_object_mode_returns_a_json_object() {
 }
 
 #[test]
+fn json_schema_mode_returns_a_document_of_the_schema() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "intent": {"enum": ["shopping", "small_talk", "out_of_scope"]},
+            "categories": {"type": "array", "items": {"enum": ["Headphones", "Laptops", "Cameras"]}, "maxItems": 2},
+            "price": {
+                "type": "object",
+                "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+                "required": ["max"],
+                "additionalProperties": false
+            },
+            "count": {"type": "integer"},
+            "gift": {"type": "boolean"}
+        },
+        "required": ["intent", "categories", "price", "count", "gift"],
+        "additionalProperties": false
+    });
+    for prompt in ["Two headphones under $150 please, as a gift.", "Hi! Nice weather today."] {
+        let body = json!({"model": MODEL, "temperature": 0, "max_tokens": 120, "messages": question(prompt),
+            "response_format": {"type": "json_schema", "json_schema": {"name": "request", "schema": schema, "strict": true}}});
+        let (status, v) = chat(body);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+        let text = content(&v);
+        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        let o = doc.as_object().unwrap_or_else(|| panic!("not an object: {text}"));
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["categories", "count", "gift", "intent", "price"], "{text}");
+        assert!(["shopping", "small_talk", "out_of_scope"].contains(&o["intent"].as_str().unwrap_or("?")), "{text}");
+        let cats = o["categories"].as_array().unwrap_or_else(|| panic!("{text}"));
+        assert!(cats.len() <= 2, "{text}");
+        assert!(
+            cats.iter().all(|c| ["Headphones", "Laptops", "Cameras"].contains(&c.as_str().unwrap_or("?"))),
+            "{text}"
+        );
+        let price = o["price"].as_object().unwrap_or_else(|| panic!("{text}"));
+        assert!(price["max"].is_number(), "{text}");
+        assert!(price.keys().all(|k| k == "min" || k == "max"), "{text}");
+        assert!(price.get("min").is_none_or(Value::is_number), "{text}");
+        assert!(o["count"].is_i64() || o["count"].is_u64(), "{text}");
+        assert!(o["gift"].is_boolean(), "{text}");
+    }
+}
+
+#[test]
 fn bad_parameters_are_4xx_naming_the_field() {
     let base = json!({"model": MODEL, "messages": question("hi")});
     let cases: Vec<(Value, u16, &str)> = vec![
@@ -282,7 +329,14 @@ fn bad_parameters_are_4xx_naming_the_field() {
         (json!({"messages": [{"role": "wizard", "content": "x"}]}), 400, "/messages/0/role"),
         (json!({"n": 3}), 400, "/n"),
         (json!({"tools": [{"type": "function"}]}), 400, "/tools"),
-        (json!({"response_format": {"type": "json_schema"}}), 400, "/response_format/type"),
+        (json!({"response_format": {"type": "xml"}}), 400, "/response_format/type"),
+        (json!({"response_format": {"type": "json_schema"}}), 400, "/response_format/json_schema"),
+        (
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema":
+                {"type": "object", "properties": {"price": {"type": "number", "minimum": 0}}}}}}),
+            400,
+            "/response_format/json_schema/schema/properties/price/minimum",
+        ),
         (json!({"stop": ["a", "b", "c", "d", "e"]}), 400, "/stop"),
         (json!({"logprobs": true}), 400, "/logprobs"),
         (json!({"max_tokens": 100000}), 400, "/max_tokens"),
@@ -512,7 +566,13 @@ fn qwen_generates_through_the_scheduler_with_its_own_template() {
         .chat_prompt(&[aisle::infer::chat::Message::new("user", "What is 2+2? Answer with the number only.")])
         .unwrap();
     let sampling = aisle::infer::chat::SamplingParams { temperature: 0.0, ..Default::default() };
-    let request = aisle::infer::chat::GenerateRequest { prompt, max_tokens: 8, sampling, stop: vec![], json: false };
+    let request = aisle::infer::chat::GenerateRequest {
+        prompt,
+        max_tokens: 8,
+        sampling,
+        stop: vec![],
+        format: aisle::infer::chat::OutputFormat::Text,
+    };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let (text, finish) = rt.block_on(generator.generate(request)).unwrap();
     assert!(text.trim().starts_with('4'), "{text:?}");

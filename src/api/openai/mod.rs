@@ -3,7 +3,8 @@
 //! format, ending `data: [DONE]`), `POST /v1/completions`, `POST /v1/embeddings`,
 //! `GET /v1/models` and `GET /v1/models/{id}`.
 //!
-//! Parameters aisle cannot honour (n > 1, logprobs, tools, JSON schema) are refused with a 400
+//! Parameters aisle cannot honour (n > 1, logprobs, tools, JSON Schema keywords the constrained
+//! decoder cannot enforce: see `infer::chat::schema`) are refused with a 400
 //! that says so, never silently ignored. Every response reports token usage.
 //!
 //! This file holds the routes, the completion and model handlers and what they share; request
@@ -23,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
-use self::request::{ChatRequest, CompletionRequest, Content, parse_with_sampling_options};
+use self::request::{ChatRequest, CompletionRequest, Content, output_format, parse_with_sampling_options};
 use self::response::{
     AssistantMessage, ChatChoice, ChatChunkChoice, Completion, Delta, List, ModelEntry, TextChoice, Usage,
 };
@@ -33,7 +34,7 @@ use super::AppState;
 use super::extract::{JsonBody, PathId};
 use super::problem::ApiError;
 use crate::error::{Error, FieldError};
-use crate::infer::chat::{GenerateRequest, Generator, Message};
+use crate::infer::chat::{GenerateRequest, Generator, Message, OutputFormat};
 
 /// Routes of this resource.
 pub fn routes() -> Router<AppState> {
@@ -123,25 +124,14 @@ async fn chat_completions(
     if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
         errors.push(FieldError::new("/tools", "tool calls are not supported"));
     }
-    let json_mode = match req.response_format.as_ref().map(|f| f.kind.as_str()) {
-        None | Some("text") => false,
-        Some("json_object") => true,
-        Some("json_schema") => {
-            errors.push(FieldError::new("/response_format/type", "json_schema is not supported; use json_object"));
-            false
-        }
-        Some(other) => {
-            errors.push(FieldError::new("/response_format/type", format!("'{other}' is not text or json_object")));
-            false
-        }
-    };
+    let format = output_format(req.response_format.as_ref(), &mut errors);
     if !errors.is_empty() {
         return Err(Error::Invalid(errors).into());
     }
     let g = generator(&state, &req.model)?.clone();
     let prompt = g.chat_prompt(&messages)?;
     let max_tokens = fit(&g, prompt.len(), max, req.options.explicit_max());
-    let request = GenerateRequest { prompt, max_tokens, sampling, stop, json: json_mode };
+    let request = GenerateRequest { prompt, max_tokens, sampling, stop, format };
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
     let model = g.info().name.clone();
@@ -207,7 +197,7 @@ async fn completions(State(state): State<AppState>, JsonBody(body): JsonBody<Val
         return Err(Error::invalid("/prompt", "must not be empty").into());
     }
     let max_tokens = fit(&g, prompt.len(), max, req.options.explicit_max());
-    let request = GenerateRequest { prompt, max_tokens, sampling, stop, json: false };
+    let request = GenerateRequest { prompt, max_tokens, sampling, stop, format: OutputFormat::Text };
     let id = format!("cmpl-{}", uuid::Uuid::new_v4().simple());
     let (created, model) = (now(), g.info().name.clone());
     if req.options.stream() {

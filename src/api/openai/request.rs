@@ -5,12 +5,15 @@
 //! Not for the handlers themselves (see the parent module), the embeddings request (see
 //! `embeddings`), or response bodies (see `response`).
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::problem::ApiError;
 use crate::error::{Error, FieldError, from_json_value};
-use crate::infer::chat::SamplingParams;
+use crate::infer::chat::schema::Shape;
+use crate::infer::chat::{OutputFormat, SamplingParams};
 
 /// A string or a list of strings (OpenAI's `stop`, `input`, `prompt`).
 #[derive(Debug, Deserialize)]
@@ -64,9 +67,72 @@ pub(super) struct MessageIn {
 /// OpenAI's `response_format`.
 #[derive(Debug, Deserialize)]
 pub(super) struct ResponseFormat {
-    /// `text`, `json_object` (or the unsupported `json_schema`).
+    /// `text`, `json_object` or `json_schema`.
     #[serde(rename = "type")]
     pub(super) kind: String,
+    /// With `json_schema`: `{"name", "schema", "strict", "description"}` (read by
+    /// [`output_format`]).
+    pub(super) json_schema: Option<Value>,
+}
+
+/// The output format a `response_format` asks for; problems are reported under
+/// `/response_format`.
+pub(super) fn output_format(format: Option<&ResponseFormat>, errors: &mut Vec<FieldError>) -> OutputFormat {
+    let Some(format) = format else { return OutputFormat::Text };
+    match format.kind.as_str() {
+        "text" => OutputFormat::Text,
+        "json_object" => OutputFormat::JsonObject,
+        "json_schema" => {
+            let Some(Value::Object(spec)) = &format.json_schema else {
+                errors.push(FieldError::new(
+                    "/response_format/json_schema",
+                    "must be an object with a name and a schema",
+                ));
+                return OutputFormat::Text;
+            };
+            for key in spec.keys() {
+                if !matches!(key.as_str(), "name" | "schema" | "strict" | "description") {
+                    errors.push(FieldError::new(format!("/response_format/json_schema/{key}"), "unknown field"));
+                }
+            }
+            match spec.get("name").and_then(Value::as_str) {
+                Some(n)
+                    if !n.is_empty()
+                        && n.len() <= 64
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {}
+                _ => errors.push(FieldError::new(
+                    "/response_format/json_schema/name",
+                    "must be 1 to 64 letters, digits, '_' or '-'",
+                )),
+            }
+            if spec.get("strict").is_some_and(|s| !s.is_boolean()) {
+                errors.push(FieldError::new("/response_format/json_schema/strict", "must be true or false"));
+            }
+            let Some(schema) = spec.get("schema") else {
+                errors.push(FieldError::new("/response_format/json_schema/schema", "is required"));
+                return OutputFormat::Text;
+            };
+            match Shape::compile(schema) {
+                Ok(shape) => OutputFormat::JsonSchema(Arc::new(shape)),
+                Err(problems) => {
+                    for p in problems {
+                        errors.push(FieldError::new(
+                            format!("/response_format/json_schema/schema{}", p.pointer),
+                            p.message,
+                        ));
+                    }
+                    OutputFormat::Text
+                }
+            }
+        }
+        other => {
+            errors.push(FieldError::new(
+                "/response_format/type",
+                format!("'{other}' is not text, json_object or json_schema"),
+            ));
+            OutputFormat::Text
+        }
+    }
 }
 
 /// OpenAI's `stream_options`.

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod model;
 pub mod sampling;
 pub mod scheduler;
+pub mod schema;
 pub mod template;
 pub mod text;
 pub mod tokenizer;
@@ -27,7 +28,7 @@ use candle_core::quantized::gguf_file;
 
 pub use model::{Cache, Model, ModelShape};
 pub use sampling::SamplingParams;
-pub use scheduler::{FinishReason, GenerateRequest, GenerationEvent, Generator};
+pub use scheduler::{FinishReason, GenerateRequest, GenerationEvent, Generator, OutputFormat};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::ChatTokenizer;
 

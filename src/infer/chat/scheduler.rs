@@ -18,6 +18,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::json::JsonPrefix;
 use super::sampling::{Sampler, SamplingParams};
+use super::schema::{SchemaPrefix, Shape};
 use super::text::TextStream;
 use super::{Cache, ChatModel, ChatTemplate, ChatTokenizer, Message, Model, ModelShape};
 use crate::error::{Error, FieldError, Result};
@@ -44,8 +45,20 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// Stop strings (not part of the output).
     pub stop: Vec<String>,
-    /// Constrain the output to one JSON object.
-    pub json: bool,
+    /// What the output must be: free text, one JSON object, or a document of a schema.
+    pub format: OutputFormat,
+}
+
+/// The shape generation is held to.
+#[derive(Debug, Clone, Default)]
+pub enum OutputFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// One JSON object (`response_format: json_object`).
+    JsonObject,
+    /// One JSON document of a schema (`response_format: json_schema`).
+    JsonSchema(Arc<Shape>),
 }
 
 /// Why generation ended.
@@ -239,9 +252,41 @@ impl Generator {
     }
 }
 
+/// The automaton a JSON constraint runs.
+#[derive(Clone)]
+enum JsonAutomaton {
+    /// Any JSON object.
+    Object(JsonPrefix),
+    /// A document of a schema.
+    Schema(SchemaPrefix),
+}
+
+impl JsonAutomaton {
+    fn accepts(&self, text: &str) -> bool {
+        match self {
+            JsonAutomaton::Object(j) => j.accepts(text),
+            JsonAutomaton::Schema(s) => s.accepts(text),
+        }
+    }
+
+    fn feed(&mut self, text: &str) -> bool {
+        match self {
+            JsonAutomaton::Object(j) => j.feed(text),
+            JsonAutomaton::Schema(s) => s.feed(text),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        match self {
+            JsonAutomaton::Object(j) => j.complete(),
+            JsonAutomaton::Schema(s) => s.complete(),
+        }
+    }
+}
+
 /// JSON constraint over bytes: characters may be split across tokens.
 struct JsonGuard {
-    json: JsonPrefix,
+    json: JsonAutomaton,
     pending: Vec<u8>,
 }
 
@@ -350,7 +395,12 @@ impl Worker {
                 self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let json = job.request.json.then(|| JsonGuard { json: JsonPrefix::default(), pending: Vec::new() });
+            let json = match &job.request.format {
+                OutputFormat::Text => None,
+                OutputFormat::JsonObject => Some(JsonAutomaton::Object(JsonPrefix::default())),
+                OutputFormat::JsonSchema(shape) => Some(JsonAutomaton::Schema(SchemaPrefix::new(shape.clone()))),
+            }
+            .map(|json| JsonGuard { json, pending: Vec::new() });
             self.active.push(Sequence {
                 cache: self.model.new_cache(),
                 fed: 0,
