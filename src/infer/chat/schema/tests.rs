@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::prefix::number_state;
 use super::*;
 
 fn shape(schema: Value) -> Arc<Shape> {
