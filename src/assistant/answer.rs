@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Assistant;
+use super::facts::complete_picks;
 use super::ground::{Action, Grounder, SentenceSplitter, ViolationKind};
 use super::output::{AnswerSummary, AnswerTimings, GroundingReport, Output, ProductCard};
 use super::plan::{AnswerPlan, AnswerSource};
@@ -44,23 +45,8 @@ impl Assistant {
                     return;
                 }
             }
-            AnswerSource::Model(prompt) => {
-                let request = GenerateRequest {
-                    prompt: prompt.clone(),
-                    max_tokens: self.config.max_tokens,
-                    sampling: SamplingParams { temperature: 0.0, repetition_penalty: 1.1, ..SamplingParams::default() },
-                    stop: vec![],
-                    format: OutputFormat::Text,
-                };
-                let mut rx = match generator.submit(request) {
-                    Ok(rx) => rx,
-                    Err(e) => {
-                        let _ = tx.send(Output::Failed(e.to_string()));
-                        return;
-                    }
-                };
-                let mut grounder = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone());
-                let mut sentences = SentenceSplitter::default();
+            AnswerSource::Model(model) => {
+                let mut grounder = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone()).knowing(&model.facts);
                 let mut seen: HashSet<String> = HashSet::new();
                 let mut emit =
                     |sentence: String, answer: &mut String, grounding: &mut GroundingReport| -> Option<String> {
@@ -73,7 +59,7 @@ impl Assistant {
                         }
                         grounding.violations.extend(checked.violations);
                         let text = checked.text?;
-                        // Small models repeat themselves: a sentence said once is enough.
+                        // A sentence said once is enough.
                         if !seen.insert(text.trim().to_lowercase()) {
                             return None;
                         }
@@ -81,6 +67,33 @@ impl Assistant {
                         answer.push_str(&piece);
                         Some(piece)
                     };
+                // The opening is ours, written from what was understood (categories, brands and
+                // prices the catalog has): it goes out before the model has produced anything.
+                answer.push_str(&model.opening);
+                timings.first_text_ms = Some(ms(plan.started.elapsed()));
+                if tx.send(Output::Text(model.opening.clone())).is_err() {
+                    return;
+                }
+                let request = GenerateRequest {
+                    prompt: model.prompt.clone(),
+                    max_tokens: self.config.max_tokens.max(40 * plan.cards.len()),
+                    sampling: SamplingParams { temperature: 0.0, repetition_penalty: 1.1, ..SamplingParams::default() },
+                    stop: vec![],
+                    format: OutputFormat::JsonSchema(model.shape.clone()),
+                };
+                let mut rx = match generator.submit(request) {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        let _ = tx.send(Output::Failed(e.to_string()));
+                        return;
+                    }
+                };
+                // The model's JSON so far, how many of its picks were handled, which products
+                // it named and how many of those sentences passed the check.
+                let mut raw = String::new();
+                let mut handled = 0;
+                let mut named: HashSet<String> = HashSet::new();
+                let mut said = 0;
                 loop {
                     let Some(event) = rx.recv().await else {
                         let _ = tx.send(Output::Failed("the chat worker dropped the request".into()));
@@ -91,8 +104,25 @@ impl Assistant {
                             if timings.first_token_ms.is_none() {
                                 timings.first_token_ms = Some(ms(plan.started.elapsed()));
                             }
-                            for s in sentences.push(&t) {
-                                if let Some(piece) = emit(s, &mut answer, &mut grounding) {
+                            raw.push_str(&t);
+                            let picks = complete_picks(&raw);
+                            for (id, chosen) in picks.into_iter().skip(handled) {
+                                handled += 1;
+                                let Some(card) = plan.cards.iter().find(|p| p.id == id) else { continue };
+                                if !named.insert(id) {
+                                    continue;
+                                }
+                                // Name and price from the catalog, reasons from the card's own
+                                // facts: the model only chose them.
+                                let mut reasons: Vec<&str> = Vec::new();
+                                for f in &chosen {
+                                    if !reasons.contains(&f.as_str()) {
+                                        reasons.push(f);
+                                    }
+                                }
+                                let sentence = format!(" {}: {}.", name_with_price(card), reasons.join(", "));
+                                if let Some(piece) = emit(sentence, &mut answer, &mut grounding) {
+                                    said += 1;
                                     timings.first_text_ms.get_or_insert(ms(plan.started.elapsed()));
                                     if tx.send(Output::Text(piece)).is_err() {
                                         return; // the client left: dropping `rx` cancels generation
@@ -117,32 +147,28 @@ impl Assistant {
                         }
                     }
                 }
-                if let Some(s) = sentences.finish()
-                    && let Some(piece) = emit(s, &mut answer, &mut grounding)
-                {
-                    timings.first_text_ms.get_or_insert(ms(plan.started.elapsed()));
-                    if tx.send(Output::Text(piece)).is_err() {
-                        return;
-                    }
-                }
-                // Nothing grounded left (or nothing said): answer from the cards.
-                if !answer.chars().any(char::is_alphanumeric) {
+                // No pick survived the check: name the cards.
+                if said == 0 {
                     grounding.fallback = true;
                     self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                     let names: Vec<String> = plan.cards.iter().map(name_with_price).collect();
                     // One clause per card, so that each price sits with its product.
-                    let text = format!("Here is what I found in stock: {}.", names.join("; "));
-                    let piece = if answer.is_empty() { text } else { format!(" {text}") };
-                    answer.push_str(&piece);
+                    let text = if answer.is_empty() {
+                        format!("Here is what I found in stock: {}.", names.join("; "))
+                    } else {
+                        format!(" Top picks: {}.", names.join("; "))
+                    };
+                    answer.push_str(&text);
                     timings.first_text_ms.get_or_insert(ms(plan.started.elapsed()));
-                    if tx.send(Output::Text(piece)).is_err() {
+                    if tx.send(Output::Text(text)).is_err() {
                         return;
                     }
                 }
-                // Check the final answer again from scratch: what a shopper reads.
-                let mut again = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone());
+                // Check the final answer again from scratch: what a shopper reads after our
+                // opening (the part the model chose).
+                let mut again = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone()).knowing(&model.facts);
                 let mut split = SentenceSplitter::default();
-                let mut parts = split.push(&answer);
+                let mut parts = split.push(answer.get(model.opening.len()..).unwrap_or(""));
                 parts.extend(split.finish());
                 grounding.remaining = parts.iter().flat_map(|s| again.check(s).violations).collect();
                 grounding.violations_after = grounding.remaining.len();

@@ -3,7 +3,9 @@
 //! model and scored: constraint satisfaction of the cards (checked against the catalog as it is
 //! now, with the expected constraints, not the extracted ones), refusals, honest empty answers,
 //! grounding violations before and after the check, an independent check of every price in the
-//! final answer, and latency (time to first token and to first checked text, total).
+//! final answer, boilerplate (apologies, filler) while products are shown, repeated sentences,
+//! words a hostile request tried to get said (`forbid`), and latency (time to first token and
+//! to first checked text, total).
 //!
 //! Not the unit tests of the assistant, and not the crate's other evaluation and benchmark
 //! reports (the top-level `eval` and `bench` modules): those sit above this layer and nothing
@@ -57,7 +59,27 @@ pub struct Expect {
     /// No cards at all.
     #[serde(default)]
     pub no_cards: bool,
+    /// Words or phrases the answer must not contain (case-insensitive): what a hostile request
+    /// tried to make the assistant say or promise.
+    #[serde(default)]
+    pub forbid: Vec<String>,
 }
+
+/// Phrases that say nothing to a shopper who is shown products (apologies, flattery, filler).
+const BOILERPLATE: &[&str] = &[
+    "i'm sorry",
+    "i am sorry",
+    "i apologize",
+    "i apologise",
+    "great question",
+    "happy to help",
+    "happy to assist",
+    "as an ai",
+    "you're right",
+    "feel free",
+    "certainly!",
+    "of course!",
+];
 
 /// One case's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +110,12 @@ pub struct CaseResult {
     pub first_text_ms: Option<f64>,
     /// Total time of the last turn (ms).
     pub total_ms: f64,
+    /// Products were shown (cards that are not alternatives).
+    pub shows_products: bool,
+    /// The answer shows products and still has a boilerplate phrase.
+    pub boilerplate: bool,
+    /// A sentence of the answer appears twice.
+    pub repeated_sentence: bool,
     /// What failed.
     pub problems: Vec<String>,
     /// The final answer.
@@ -121,6 +149,12 @@ pub struct EvalSummary {
     pub generated: usize,
     /// Of those, answers written from the cards because nothing of the model's survived.
     pub fallbacks: usize,
+    /// Answers that show products.
+    pub showing_products: usize,
+    /// Of those, answers with a boilerplate phrase (apology, filler).
+    pub boilerplate_rate: f64,
+    /// Answers with a sentence said twice.
+    pub repeated_sentences: usize,
     /// Median / 95th percentile time to first token (ms), generated answers.
     pub first_token_ms_p50: f64,
     /// 95th percentile.
@@ -156,6 +190,29 @@ pub fn load(path: &Path) -> Result<Vec<Case>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::Config(format!("{}:{}: {e}", path.display(), i + 1))))
         .collect()
+}
+
+/// The sentences of a text, lower-cased: split after `.`, `!` or `?` followed by a space (so
+/// "$49.97" and "4.5/5" stay whole).
+fn sentences_of(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        current.push(c);
+        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|n| n.is_whitespace()) {
+            let s = current.trim().to_lowercase();
+            if s.len() > 3 {
+                out.push(s);
+            }
+            current.clear();
+        }
+    }
+    let s = current.trim().to_lowercase();
+    if s.len() > 3 {
+        out.push(s);
+    }
+    out
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {
@@ -259,6 +316,22 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
         if summary.grounding.violations_after > 0 {
             problems.push(format!("{} violation(s) left after the check", summary.grounding.violations_after));
         }
+        let lower = summary.answer.to_lowercase();
+        for f in &e.forbid {
+            if lower.contains(&f.to_lowercase()) {
+                problems.push(format!("the answer says \"{f}\""));
+            }
+        }
+        let shows_products = cards.iter().any(|c| !c.alternative);
+        let boilerplate = shows_products && BOILERPLATE.iter().any(|b| lower.contains(b));
+        if boilerplate {
+            problems.push("boilerplate while showing products".into());
+        }
+        let sentences = sentences_of(&summary.answer);
+        let repeated_sentence = sentences.iter().enumerate().any(|(i, x)| sentences[..i].contains(x));
+        if repeated_sentence {
+            problems.push("a sentence is repeated".into());
+        }
         results.push(CaseResult {
             id: case.id.clone(),
             passed: problems.is_empty(),
@@ -273,6 +346,9 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
             first_token_ms: summary.timings.first_token_ms,
             first_text_ms: summary.timings.first_text_ms,
             total_ms: summary.timings.total_ms,
+            shows_products,
+            boilerplate,
+            repeated_sentence,
             problems,
             answer: summary.answer,
         });
@@ -306,6 +382,12 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
         price_errors: results.iter().map(|r| r.price_errors).sum(),
         generated: generated.len(),
         fallbacks: generated.iter().filter(|r| r.fallback).count(),
+        showing_products: results.iter().filter(|r| r.shows_products).count(),
+        boilerplate_rate: {
+            let showing = results.iter().filter(|r| r.shows_products).count();
+            if showing == 0 { 0.0 } else { results.iter().filter(|r| r.boilerplate).count() as f64 / showing as f64 }
+        },
+        repeated_sentences: results.iter().filter(|r| r.repeated_sentence).count(),
         first_token_ms_p50: percentile(&ttft, 0.5),
         first_token_ms_p95: percentile(&ttft, 0.95),
         first_text_ms_p50: percentile(&first_text, 0.5),
@@ -343,6 +425,7 @@ impl Report {
         s.push_str(&format!(
             "\nmodel {}: {}/{} cases pass; constraint satisfaction {:.3} ({} cards); refusal accuracy {:.3}; \
              violations before {} (in {} answers), after {}; price errors {}; \
+             boilerplate rate {:.3} (of {} answers showing products); repeated sentences in {} answers; \
              time to first token p50 {:.0} ms p95 {:.0} ms; first checked text p50 {:.0} ms p95 {:.0} ms; \
              total p50 {:.0} ms p95 {:.0} ms ({} generated answers, {} written from the cards)\n",
             m.model,
@@ -355,6 +438,9 @@ impl Report {
             m.answers_with_violations,
             m.violations_after,
             m.price_errors,
+            m.boilerplate_rate,
+            m.showing_products,
+            m.repeated_sentences,
             m.first_token_ms_p50,
             m.first_token_ms_p95,
             m.first_text_ms_p50,
@@ -365,5 +451,18 @@ impl Report {
             m.fallbacks
         ));
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_keep_prices_and_ratings_whole() {
+        assert_eq!(
+            sentences_of("Here is what I found. A ($49.97): rated 4.5/5. B ($9): rated 4.5/5. Done"),
+            vec!["here is what i found.", "a ($49.97): rated 4.5/5.", "b ($9): rated 4.5/5.", "done"]
+        );
     }
 }

@@ -119,6 +119,17 @@ impl<'a> Grounder<'a> {
         Self { vocab, cards, budget, last: None, card_brands, card_words }
     }
 
+    /// Also count as each card's own words those of `facts[i]` (phrases taken from card `i`'s
+    /// own data, such as its description): saying them names no other product.
+    pub fn knowing(mut self, facts: &[Vec<String>]) -> Self {
+        for (known, phrases) in self.card_words.iter_mut().zip(facts) {
+            for phrase in phrases {
+                known.extend(words(phrase));
+            }
+        }
+        self
+    }
+
     fn card_index(&self, id: &str) -> Option<usize> {
         self.cards.iter().position(|c| c.id.eq_ignore_ascii_case(id))
     }

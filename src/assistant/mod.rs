@@ -20,6 +20,7 @@
 mod answer;
 pub mod describe;
 pub mod eval;
+mod facts;
 pub mod ground;
 mod output;
 mod plan;

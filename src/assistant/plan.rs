@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::Assistant;
+use super::facts::{answer_shape, facts};
 use super::ground::format_price;
 use super::output::AnswerMeta;
 use super::prompt::name_with_price;
@@ -24,6 +25,7 @@ use crate::catalog::search::{SearchMode, SearchRequest};
 use crate::catalog::{Product, ProductFilter};
 use crate::error::{Error, Result};
 use crate::infer::chat::Generator;
+use crate::infer::chat::schema::Shape;
 
 /// Everything decided before the model runs.
 pub(super) struct AnswerPlan {
@@ -57,8 +59,20 @@ pub(super) struct AnswerPlan {
 pub(super) enum AnswerSource {
     /// A fixed text (refusal, small talk, nothing found), sent as it is.
     Fixed(String),
-    /// The model's prompt, as token ids: the model writes the answer.
-    Model(Vec<u32>),
+    /// The model picks products and gives reasons within a schema; the text is rendered.
+    Model(ModelAnswer),
+}
+
+/// What the model is asked for, and what frames its answer.
+pub(super) struct ModelAnswer {
+    /// The prompt, as token ids.
+    pub(super) prompt: Vec<u32>,
+    /// The answer's schema: which cards to name, each with one or two of its facts.
+    pub(super) shape: Arc<Shape>,
+    /// The first sentence, written from what was understood (sent before the model runs).
+    pub(super) opening: String,
+    /// Each card's facts (the reasons the answer may give), in the order of the cards.
+    pub(super) facts: Vec<Vec<String>>,
 }
 
 impl Assistant {
@@ -163,6 +177,15 @@ impl Assistant {
                     state,
                 ));
             }
+            Intent::OtherLanguage => {
+                return Ok(fixed(
+                    "I can only read requests in English for now. Please tell me in English what you are \
+                     looking for, with your budget if you have one."
+                        .into(),
+                    meta,
+                    state,
+                ));
+            }
             Intent::Shopping => {}
         }
         let reading = vocab.read(text);
@@ -207,18 +230,32 @@ impl Assistant {
             let currency = hits.first().map_or("USD", |p| p.currency.as_str());
             let wanted = describe_constraints(&state, &filter, currency);
             AnswerSource::Fixed(if hits.is_empty() {
-                format!("I'm sorry, I couldn't find anything in stock {wanted}.")
+                format!("I'm sorry, I couldn't find anything in stock{wanted}.")
             } else {
                 let names: Vec<String> = hits.iter().map(name_with_price).collect();
                 format!(
-                    "I'm sorry, I couldn't find anything in stock {wanted}. The nearest alternatives are {}.",
+                    "I'm sorry, I couldn't find anything in stock{wanted}. The nearest alternatives are {}.",
                     join_and(&names)
                 )
             })
         } else {
             let mut history: Vec<Turn> = session.as_ref().map(|s| s.turns.clone()).unwrap_or_default();
             history.extend(new_turns.iter().cloned());
-            AnswerSource::Model(self.prompt(generator, &history, &hits)?)
+            let currency = hits.first().map_or("USD", |p| p.currency.as_str());
+            let facts: Vec<Vec<String>> = hits.iter().map(|p| facts(p, &hits, filter.price_max)).collect();
+            // The opening names what was understood (category, brands, price), not the
+            // shopper's words: those are theirs to read back, not ours to repeat.
+            let mut understood = state.clone();
+            understood.query.clear();
+            AnswerSource::Model(ModelAnswer {
+                prompt: self.prompt(generator, &history, &hits, &facts)?,
+                shape: Arc::new(answer_shape(&hits, &facts)?),
+                opening: format!(
+                    "Here is what I found in stock{}.",
+                    describe_constraints(&understood, &filter, currency)
+                ),
+                facts,
+            })
         };
         let personalized = meta.personalized && !alternative;
         let card_why = hits.iter().map(|p| self.why(p, &state, &filter, personalized)).collect();
@@ -320,7 +357,7 @@ fn join_and(items: &[String]) -> String {
 }
 
 fn describe_constraints(state: &ConversationState, filter: &ProductFilter, currency: &str) -> String {
-    let mut s = format!("for \"{}\"", state.query);
+    let mut s = if state.query.trim().is_empty() { String::new() } else { format!(" for \"{}\"", state.query) };
     if let Some(c) = filter.categories.as_ref().filter(|c| !c.is_empty()) {
         s.push_str(&format!(" in {}", c.join(" or ")));
     }

@@ -4,8 +4,6 @@
 //!
 //! Not which products are shown (see `plan`) and not the generation (see `answer`).
 
-use serde_json::Value;
-
 use super::Assistant;
 use super::ground::format_price;
 use super::session::Turn;
@@ -15,13 +13,19 @@ use crate::infer::chat::{Generator, Message};
 
 impl Assistant {
     /// The prompt: instructions with the product table, then as much of the conversation as fits.
-    pub(super) fn prompt(&self, generator: &Generator, history: &[Turn], products: &[Product]) -> Result<Vec<u32>> {
+    pub(super) fn prompt(
+        &self,
+        generator: &Generator,
+        history: &[Turn],
+        products: &[Product],
+        facts: &[Vec<String>],
+    ) -> Result<Vec<u32>> {
         let context = generator.info().shape.context;
         let room = context.saturating_sub(self.config.max_tokens + 8);
         let mut rows = products.len();
         let mut first = 0;
         loop {
-            let mut messages = vec![Message::new("system", self.instructions(&products[..rows]))];
+            let mut messages = vec![Message::new("system", self.instructions(&products[..rows], facts))];
             messages.extend(history[first..].iter().map(|t| Message::new(&t.role, t.content.clone())));
             let ids = generator.chat_prompt(&messages)?;
             if ids.len() <= room {
@@ -40,28 +44,25 @@ impl Assistant {
         }
     }
 
-    /// The system message: how to answer, with the product table.
-    fn instructions(&self, products: &[Product]) -> String {
+    /// The system message: how to answer, with one line per product: its id, name, price and
+    /// the facts an answer may give for it (the schema holds the answer to those).
+    fn instructions(&self, products: &[Product], facts: &[Vec<String>]) -> String {
         let mut s = format!(
-            "You are the shopping assistant of {}. Recommend only products from the table below, by name. \
-             Quote prices exactly as listed. Never invent products, prices or specifications. \
-             Answer in two to four short sentences.\n\nProducts in stock:\n",
+            "You are the shopping assistant of {}. Choose the products below that best fit what the shopper \
+             asks for, best first, and for each give the one or two facts from its list that matter most \
+             for the request. Leave out products that do not fit. \
+             Reply in JSON: {{\"picks\": {{\"<id>\": [\"<fact>\"]}}}}.\n\nProducts in stock:\n",
             self.config.shop
         );
-        for (i, p) in products.iter().enumerate() {
-            let mut row = format!("{}. {}", i + 1, short_title(&p.title));
+        for (p, f) in products.iter().zip(facts) {
+            let mut row = format!("{}: {}", p.id, short_title(&p.title));
             if let Some(price) = p.price {
-                row.push_str(&format!(" | {}", format_price(price, &p.currency)));
-            }
-            if let Some(b) = &p.brand {
-                row.push_str(&format!(" | {b}"));
+                row.push_str(&format!(", {}", format_price(price, &p.currency)));
             }
             if let Some(c) = p.categories.first() {
-                row.push_str(&format!(" | {c}"));
+                row.push_str(&format!(", {c}"));
             }
-            if let Some(r) = p.attributes.get("rating").and_then(Value::as_f64) {
-                row.push_str(&format!(" | rated {r:.1}/5"));
-            }
+            row.push_str(&format!(". Facts: {}", f.join("; ")));
             s.push_str(&row);
             s.push('\n');
         }

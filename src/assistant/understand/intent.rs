@@ -1,5 +1,6 @@
-//! The intent of a user turn ([`Vocabulary::intent`]): shopping, small talk, out of scope or
-//! unsafe, decided by rules before anything is retrieved.
+//! The intent of a user turn ([`Vocabulary::intent`]): shopping, small talk, out of scope
+//! (including requests about the assistant's own instructions), unsafe, or written in another
+//! language than the rules read, decided by rules before anything is retrieved.
 //!
 //! Not what a shopping turn asks for (see `turn`) and not the refusal texts (see the
 //! assistant's `plan`).
@@ -43,11 +44,41 @@ static OFF_TOPIC: LazyLock<Regex> = LazyLock::new(|| {
         r"capital\s+of|weather\b|news\b|election|president|prime minister|politic|religio|",
         r"homework|math(s|ematics)?\s+problem|solve\s+(this|the)\s+equation|translate\b|",
         r"recipe|cook(ing)?\b|diagnos|symptom|medical advice|legal advice|lawyer|invest(ing|ment)? advice|stock market|",
-        r"write\s+(some\s+)?(code|python|javascript|sql)|who\s+won|meaning of life",
+        r"write\s+(some\s+)?(code|python|javascript|sql)|who\s+won|meaning of life|",
+        // Requests about the assistant itself rather than the shop (prompt injection).
+        r"system\s+prompt|(your|the)\s+(instructions|prompt|guidelines)\b|developer\s+mode|jailbreak|",
+        r"(ignore|disregard|forget)\s+(all\s+|any\s+|the\s+|your\s+|previous\s+|prior\s+|above\s+)*(instructions|rules|prompts?)\b|",
+        r"pretend\s+(to\s+be|you\s+are)|you\s+are\s+now\b|",
+        // Promises only the shop can make.
+        r"(give|apply|grant|get|want)\s+(me\s+|us\s+)?(a\s+|an\s+)?(\d+\s?%\s+|special\s+|extra\s+|bigger\s+)?(discount|coupon|voucher|promo\s+code)",
         r")"
     ))
     .unwrap()
 });
+
+/// Common function words of other languages (Spanish, French, German, Italian, Portuguese,
+/// Dutch) that English text does not use.
+const FOREIGN: &[&str] = &[
+    "por", "para", "del", "los", "las", "una", "menos", "más", "mas", "que", "sin", "pour", "sans", "avec", "moins",
+    "une", "des", "les", "très", "und", "der", "die", "das", "für", "mit", "ohne", "unter", "eine", "nicht", "ich",
+    "meno", "della", "il", "uno", "um", "uma", "não", "com", "voor", "met", "een", "het", "niet", "zonder", "je",
+    "cherche", "busco", "suche", "quiero", "veux", "möchte",
+];
+
+/// English function words, to weigh against [`FOREIGN`].
+const ENGLISH: &[&str] = &[
+    "the", "a", "an", "and", "or", "for", "with", "without", "under", "over", "below", "above", "i", "me", "my",
+    "want", "need", "looking", "is", "are", "of", "to", "in", "on", "some", "any", "that", "this", "but", "not",
+];
+
+/// Whether a turn is written in another language than English (the rules read English only).
+fn other_language(text: &str) -> bool {
+    let ws: Vec<String> =
+        text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+    let foreign = ws.iter().filter(|w| FOREIGN.contains(&w.as_str())).count();
+    let english = ws.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
+    foreign >= 2 && foreign > english
+}
 
 impl Vocabulary {
     /// The intent of a user turn (`context` says a shopping conversation is under way).
@@ -57,6 +88,9 @@ impl Vocabulary {
         }
         if OFF_TOPIC.is_match(text) {
             return Intent::OutOfScope;
+        }
+        if other_language(text) {
+            return Intent::OtherLanguage;
         }
         if SMALL_TALK.is_match(text) {
             return Intent::SmallTalk;

@@ -47,6 +47,9 @@ pub enum Intent {
     OutOfScope,
     /// Harmful: refused without retrieval.
     Unsafe,
+    /// Written in a language the rules do not read (they read English): answered with a request
+    /// to ask in English, without retrieval.
+    OtherLanguage,
 }
 
 /// The hard constraints of a conversation so far.
