@@ -120,6 +120,8 @@ pub struct CaseResult {
     pub problems: Vec<String>,
     /// The final answer.
     pub answer: String,
+    /// The cards shown with the final answer: title and price as the catalog has them.
+    pub shown: Vec<String>,
 }
 
 /// Totals.
@@ -351,6 +353,13 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
             repeated_sentence,
             problems,
             answer: summary.answer,
+            shown: cards
+                .iter()
+                .map(|c| match c.price {
+                    Some(p) => format!("{} ({p:.2} {})", c.title, c.currency),
+                    None => c.title.clone(),
+                })
+                .collect(),
         });
     }
     let generated: Vec<&CaseResult> = results.iter().filter(|r| r.generated).collect();
@@ -399,6 +408,33 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
 }
 
 impl Report {
+    /// Up to `n` example answers in Markdown (request, answer, cards), taken at even steps
+    /// through the cases so that every kind of request is represented, for a person to judge
+    /// the prose.
+    pub fn examples(&self, cases: &[Case], n: usize) -> String {
+        let mut s = format!("# Example answers ({})\n\n", self.summary.model);
+        let total = self.cases.len().min(cases.len());
+        let step = (total as f64 / n.max(1) as f64).max(1.0);
+        let mut i = 0.0;
+        while (i as usize) < total && s.matches("\n## ").count() < n {
+            let (case, r) = (&cases[i as usize], &self.cases[i as usize]);
+            s.push_str(&format!("## {}\n\n", r.id));
+            for t in &case.turns {
+                let t: String = t.chars().take(300).collect();
+                s.push_str(&format!("> {t}\n\n"));
+            }
+            s.push_str(&format!("{}\n\n", r.answer));
+            for c in &r.shown {
+                s.push_str(&format!("- {c}\n"));
+            }
+            if !r.shown.is_empty() {
+                s.push('\n');
+            }
+            i += step;
+        }
+        s
+    }
+
     /// A plain-text table.
     pub fn table(&self) -> String {
         let mut s = String::new();

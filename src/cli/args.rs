@@ -90,6 +90,9 @@ pub struct AssistantEvalArgs {
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write ten example answers (request, answer, cards) as Markdown here.
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
 }
 
 /// `aisle keys ...`

@@ -74,5 +74,10 @@ pub async fn assistant_eval(config: &Config, args: AssistantEvalArgs) -> Result<
     if let Some(path) = &args.json {
         write_json(path, &report)?;
     }
+    if let Some(path) = &args.examples {
+        std::fs::write(path, report.examples(&cases, 10))
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        eprintln!("wrote example answers to {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -298,6 +298,8 @@ fn the_evaluation_set_scores_with_the_default_model() {
         .arg(root.join("tests/data/assistant_eval.jsonl"))
         .arg("--json")
         .arg(&out)
+        .arg("--examples")
+        .arg(dir.join("examples.md"))
         .status()
         .unwrap();
     assert!(status.success());
@@ -318,4 +320,10 @@ fn the_evaluation_set_scores_with_the_default_model() {
     assert_eq!(m["refusal_accuracy"], 1.0, "{m}");
     // The model was asked for most of them (the rest are refusals and fixed answers).
     assert!(m["generated"].as_u64().unwrap() >= 25, "{m}");
+    assert_eq!(m["boilerplate_rate"], 0.0, "{m}");
+    assert_eq!(m["repeated_sentences"], 0, "{m}");
+    // Ten examples for a person to read, each with its request and answer.
+    let examples = std::fs::read_to_string(dir.join("examples.md")).unwrap();
+    assert_eq!(examples.matches("\n## ").count(), 10, "{examples}");
+    assert!(examples.matches("\n> ").count() >= 10, "{examples}");
 }
