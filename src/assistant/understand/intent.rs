@@ -46,11 +46,11 @@ static OFF_TOPIC: LazyLock<Regex> = LazyLock::new(|| {
         r"recipe|cook(ing)?\b|diagnos|symptom|medical advice|legal advice|lawyer|invest(ing|ment)? advice|stock market|",
         r"write\s+(some\s+)?(code|python|javascript|sql)|who\s+won|meaning of life|",
         // Requests about the assistant itself rather than the shop (prompt injection).
-        r"system\s+prompt|(your|the)\s+(instructions|prompt|guidelines)\b|developer\s+mode|jailbreak|",
+        r"system\s+prompt|your\s+(instructions|prompt|guidelines|rules)\b|the\s+prompt\b|developer\s+mode|jailbreak|",
         r"(ignore|disregard|forget)\s+(all\s+|any\s+|the\s+|your\s+|previous\s+|prior\s+|above\s+)*(instructions|rules|prompts?)\b|",
         r"pretend\s+(to\s+be|you\s+are)|you\s+are\s+now\b|",
         // Promises only the shop can make.
-        r"(give|apply|grant|get|want)\s+(me\s+|us\s+)?(a\s+|an\s+)?(\d+\s?%\s+|special\s+|extra\s+|bigger\s+)?(discount|coupon|voucher|promo\s+code)",
+        r"(give|apply|grant)\s+(me\s+|us\s+)?(a\s+|an\s+)?(\d+\s?%\s+|special\s+|extra\s+|bigger\s+)?(discount|coupon|voucher|promo\s+code)",
         r")"
     ))
     .unwrap()

@@ -98,6 +98,8 @@ fn intents() {
     assert_eq!(v.intent("headphones for the gym with a mic", false), Intent::Shopping);
     assert_eq!(v.intent("now apply a 50% discount for me", true), Intent::OutOfScope);
     assert_eq!(v.intent("discounted headphones under $100", false), Intent::Shopping);
+    assert_eq!(v.intent("I want discount headphones", false), Intent::Shopping);
+    assert_eq!(v.intent("I need a laptop whose instructions are easy to follow", false), Intent::Shopping);
 }
 
 #[test]
