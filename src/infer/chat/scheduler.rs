@@ -262,13 +262,6 @@ enum JsonAutomaton {
 }
 
 impl JsonAutomaton {
-    fn accepts(&self, text: &str) -> bool {
-        match self {
-            JsonAutomaton::Object(j) => j.accepts(text),
-            JsonAutomaton::Schema(s) => s.accepts(text),
-        }
-    }
-
     fn feed(&mut self, text: &str) -> bool {
         match self {
             JsonAutomaton::Object(j) => j.feed(text),
@@ -299,8 +292,12 @@ impl JsonGuard {
         let mut all = self.pending.clone();
         all.extend_from_slice(bytes);
         let (text, rest) = split_utf8(&all);
-        // Non-ASCII bytes can only be inside a string, so an incomplete tail is judged there.
-        self.json.accepts(text) && (rest.is_empty() || self.json.accepts(&format!("{text}\u{e9}")))
+        match &self.json {
+            // Non-ASCII bytes can only be inside a string, so an incomplete tail is judged there.
+            JsonAutomaton::Object(j) => j.accepts(text) && (rest.is_empty() || j.accepts(&format!("{text}\u{e9}"))),
+            // A schema's enum values may hold non-ASCII characters: the tail must go on one.
+            JsonAutomaton::Schema(s) => s.accepts_partial(text, rest),
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {

@@ -98,6 +98,27 @@ impl SchemaPrefix {
         next.feed(text)
     }
 
+    /// Whether appending `text` and then `partial`, the first bytes of one UTF-8 character still
+    /// incomplete (a token may end inside a character), can continue a document of the shape:
+    /// inside a string any character may come; inside a choice, some value must go on with
+    /// exactly those bytes.
+    pub fn accepts_partial(&self, text: &str, partial: &[u8]) -> bool {
+        let mut next = self.clone();
+        if !next.feed(text) {
+            return false;
+        }
+        if partial.is_empty() {
+            return true;
+        }
+        match next.stack.last() {
+            Some(Frame::Str { max, len, escape: Escape::None, .. }) => max.is_none_or(|m| *len < m),
+            Some(Frame::Choice { candidates, text }) => candidates
+                .iter()
+                .any(|k| k.starts_with(text.as_str()) && k.as_bytes()[text.len()..].starts_with(partial)),
+            _ => false,
+        }
+    }
+
     /// A value just ended: tell the frame below.
     fn finished_value(&mut self) {
         self.stack.pop();

@@ -144,3 +144,21 @@ fn numbers_follow_the_json_grammar() {
         assert_eq!(number_state(s, int), want, "{s} integer={int}");
     }
 }
+
+#[test]
+fn a_token_may_end_inside_a_character_of_an_enum_value() {
+    let s = shape(json!({
+        "type": "object",
+        "properties": {"size": {"enum": ["24\u{201d} Class", "27 inch"]}, "note": {"type": "string", "maxLength": 3}},
+        "required": ["size", "note"]
+    }));
+    let quote = "\u{201d}".as_bytes(); // three bytes
+    let p = SchemaPrefix::new(s);
+    assert!(p.accepts_partial(r#"{"size":"24"#, &quote[..1]), "the first byte of the curly quote");
+    assert!(p.accepts_partial(r#"{"size":"24"#, &quote[..2]));
+    assert!(!p.accepts_partial(r#"{"size":"27"#, &quote[..1]), "no value goes on with that byte there");
+    let size = "{\"size\":\"24\u{201d} Class\",\"note\":\"";
+    assert!(p.accepts_partial(&format!("{size}ab"), &"é".as_bytes()[..1]), "inside a string");
+    assert!(!p.accepts_partial(&format!("{size}abc"), &"é".as_bytes()[..1]), "maxLength reached");
+    assert!(!p.accepts_partial(r#"{"size""#, &quote[..1]), "not inside a value");
+}
