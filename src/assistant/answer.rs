@@ -167,9 +167,7 @@ impl Assistant {
                 // Check the final answer again from scratch: what a shopper reads after our
                 // opening (the part the model chose).
                 let mut again = Grounder::new(&plan.vocab, &plan.cards, plan.budget.clone()).knowing(&model.facts);
-                let mut split = SentenceSplitter::default();
-                let mut parts = split.push(answer.get(model.opening.len()..).unwrap_or(""));
-                parts.extend(split.finish());
+                let parts = SentenceSplitter::split_all(answer.get(model.opening.len()..).unwrap_or(""));
                 grounding.remaining = parts.iter().flat_map(|s| again.check(s).violations).collect();
                 grounding.violations_after = grounding.remaining.len();
                 for v in &grounding.violations {

@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::ground::SentenceSplitter;
 use super::understand::median;
 use super::{Assistant, AssistantRequest, ChatMessage};
 use crate::catalog::{Catalog, ProductFilter};
@@ -194,27 +195,10 @@ pub fn load(path: &Path) -> Result<Vec<Case>> {
         .collect()
 }
 
-/// The sentences of a text, lower-cased: split after `.`, `!` or `?` followed by a space (so
-/// "$49.97" and "4.5/5" stay whole).
+/// The sentences of a text, lower-cased, as the grounding check splits them (so "$49.97" and
+/// "4.5/5" stay whole).
 fn sentences_of(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        current.push(c);
-        if matches!(c, '.' | '!' | '?') && chars.peek().is_none_or(|n| n.is_whitespace()) {
-            let s = current.trim().to_lowercase();
-            if s.len() > 3 {
-                out.push(s);
-            }
-            current.clear();
-        }
-    }
-    let s = current.trim().to_lowercase();
-    if s.len() > 3 {
-        out.push(s);
-    }
-    out
+    SentenceSplitter::split_all(text).iter().map(|s| s.trim().to_lowercase()).filter(|s| s.len() > 3).collect()
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {

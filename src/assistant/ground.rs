@@ -388,6 +388,14 @@ impl SentenceSplitter {
         (!s.trim().is_empty()).then_some(s)
     }
 
+    /// Every sentence of a whole text.
+    pub fn split_all(text: &str) -> Vec<String> {
+        let mut splitter = Self::default();
+        let mut parts = splitter.push(text);
+        parts.extend(splitter.finish());
+        parts
+    }
+
     fn boundary(&self) -> Option<usize> {
         let b = self.buf.as_bytes();
         for i in 0..b.len() {

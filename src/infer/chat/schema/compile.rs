@@ -9,6 +9,12 @@ use serde_json::Value;
 use super::{SchemaProblem, Shape};
 
 const ANNOTATIONS: &[&str] = &["title", "description", "default", "examples", "$schema", "$comment"];
+/// Keywords of any schema.
+const GENERAL: &[&str] = &["type", "enum", "const"];
+/// Keywords that apply only to objects, arrays and strings.
+const OBJECT_ONLY: &[&str] = &["properties", "required", "additionalProperties"];
+const ARRAY_ONLY: &[&str] = &["items", "minItems", "maxItems"];
+const STRING_ONLY: &[&str] = &["minLength", "maxLength"];
 
 fn escape_pointer(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
@@ -24,21 +30,9 @@ pub(super) fn compile(schema: &Value, at: &str, problems: &mut Vec<SchemaProblem
         problems.push(SchemaProblem { pointer: at.to_string(), message: "a schema must be an object".into() });
         return Shape::Null;
     };
-    let known = [
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "minItems",
-        "maxItems",
-        "enum",
-        "const",
-        "minLength",
-        "maxLength",
-    ];
     for key in o.keys() {
-        if !known.contains(&key.as_str()) && !ANNOTATIONS.contains(&key.as_str()) {
+        let key_is = |list: &[&str]| list.contains(&key.as_str());
+        if ![GENERAL, OBJECT_ONLY, ARRAY_ONLY, STRING_ONLY, ANNOTATIONS].into_iter().any(key_is) {
             bad(problems, at, key, format!("the keyword '{key}' is not supported by constrained decoding"));
         }
     }
@@ -92,16 +86,17 @@ pub(super) fn compile(schema: &Value, at: &str, problems: &mut Vec<SchemaProblem
             return Shape::Null;
         }
     };
-    let only_for = |keys: &[&str], kind: &str, problems: &mut Vec<SchemaProblem>| {
-        for key in keys {
-            if o.contains_key(*key) {
+    // The type-specific keywords of the other types are refused.
+    let only = |own: &[&str], problems: &mut Vec<SchemaProblem>| {
+        for key in [OBJECT_ONLY, ARRAY_ONLY, STRING_ONLY].concat() {
+            if !own.contains(&key) && o.contains_key(key) {
                 bad(problems, at, key, format!("does not apply to type '{kind}'"));
             }
         }
     };
     match kind {
         "object" => {
-            only_for(&["items", "minItems", "maxItems", "minLength", "maxLength"], kind, problems);
+            only(OBJECT_ONLY, problems);
             if let Some(a) = o.get("additionalProperties")
                 && a != &Value::Bool(false)
             {
@@ -168,7 +163,7 @@ pub(super) fn compile(schema: &Value, at: &str, problems: &mut Vec<SchemaProblem
             Shape::Object { properties, required }
         }
         "array" => {
-            only_for(&["properties", "required", "additionalProperties", "minLength", "maxLength"], kind, problems);
+            only(ARRAY_ONLY, problems);
             let items = match o.get("items") {
                 Some(sub) => compile(sub, &format!("{at}/items"), problems),
                 None => {
@@ -184,11 +179,7 @@ pub(super) fn compile(schema: &Value, at: &str, problems: &mut Vec<SchemaProblem
             Shape::Array { items: Arc::new(items), min, max }
         }
         "string" => {
-            only_for(
-                &["properties", "required", "additionalProperties", "items", "minItems", "maxItems"],
-                kind,
-                problems,
-            );
+            only(STRING_ONLY, problems);
             let min = count("minLength", problems).unwrap_or(0);
             let max = count("maxLength", problems);
             if max.is_some_and(|m| m < min) {
@@ -197,20 +188,7 @@ pub(super) fn compile(schema: &Value, at: &str, problems: &mut Vec<SchemaProblem
             Shape::String { min, max }
         }
         "number" | "integer" | "boolean" | "null" => {
-            only_for(
-                &[
-                    "properties",
-                    "required",
-                    "additionalProperties",
-                    "items",
-                    "minItems",
-                    "maxItems",
-                    "minLength",
-                    "maxLength",
-                ],
-                kind,
-                problems,
-            );
+            only(&[], problems);
             match kind {
                 "number" => Shape::Number { integer: false },
                 "integer" => Shape::Number { integer: true },

@@ -372,6 +372,8 @@ fn start(shape: &Arc<Shape>, c: char) -> Option<Frame> {
 /// Whether `s` is a prefix of a JSON number (`Some`), and whether it is a whole one (`true`).
 pub(super) fn number_state(s: &str, integer: bool) -> Option<bool> {
     let b = s.as_bytes();
+    // The end of the run of digits starting at `i`.
+    let digits = |i: usize| i + b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
     let mut i = 0;
     if b.first() == Some(&b'-') {
         i = 1;
@@ -383,9 +385,7 @@ pub(super) fn number_state(s: &str, integer: bool) -> Option<bool> {
     if b[i] == b'0' {
         i += 1;
     } else if b[i].is_ascii_digit() {
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
+        i = digits(i);
     } else {
         return None;
     }
@@ -396,11 +396,8 @@ pub(super) fn number_state(s: &str, integer: bool) -> Option<bool> {
         return None;
     }
     if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
+        let start = i + 1;
+        i = digits(start);
         if i == b.len() {
             return Some(i > start);
         }
@@ -414,9 +411,7 @@ pub(super) fn number_state(s: &str, integer: bool) -> Option<bool> {
             i += 1;
         }
         let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
+        i = digits(start);
         if i == b.len() {
             return Some(i > start);
         }
