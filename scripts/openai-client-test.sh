@@ -11,6 +11,9 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install --quiet openai==3.54.0 jsonschema==4.26.0
 fi
 bin="${CARGO_TARGET_DIR:-target}/release/aisle"
+# The small chat model unless told otherwise (the server's default is the strongest present);
+# server and client must agree on its name.
+export AISLE_CHAT_MODEL=${AISLE_CHAT_MODEL:-SmolLM2-135M-Instruct}
 data=$(mktemp -d)
 log=$(mktemp)
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data" > "$log.out" 2> "$log" &

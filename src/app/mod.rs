@@ -114,10 +114,11 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
         "embedding model loaded"
     );
     let embedder = Embedder::start(model, &config.embed);
-    let generator = if config.chat.model.is_empty() || !with_chat {
-        None
-    } else {
-        let path = config.models.resolve(&config.chat.model);
+    let chat_path = if with_chat { config.models.chat_model(&config.chat.model) } else { None };
+    if with_chat && chat_path.is_none() && config.chat.model == "auto" {
+        tracing::warn!(dir = %config.models.dir.display(), "no chat model found (run models/fetch.sh): chat is off");
+    }
+    let generator = if let Some(path) = chat_path {
         let model = ChatModel::load(&path, &device, config.chat.max_context)?;
         let scheduler = SchedulerConfig {
             max_active: config.chat.max_active,
@@ -125,6 +126,8 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             prefill_chunk: config.chat.prefill_chunk,
         };
         Some(Generator::start(model, &scheduler))
+    } else {
+        None
     };
     let runtime = tokio::runtime::Handle::current();
     let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;

@@ -66,11 +66,21 @@ pub(super) fn facts(p: &Product, cards: &[Product], price_max: Option<f64>) -> V
             continue;
         }
         let value = match v {
-            Value::String(s) if (1..=30).contains(&s.chars().count()) => s.clone(),
+            // Not paths ("Kitchen > Plates") or codes ("AAR-34"): no reason to buy.
+            Value::String(s)
+                if (1..=30).contains(&s.chars().count()) && !s.contains('>') && s.chars().any(char::is_lowercase) =>
+            {
+                s.clone()
+            }
             Value::Number(n) => n.to_string(),
             Value::Bool(true) => "yes".into(),
             _ => continue,
         };
+        // A value every card shares ("department: Furniture" for chairs) tells them apart from
+        // nothing.
+        if cards.len() > 1 && cards.iter().all(|c| c.attributes.get(k) == Some(v)) {
+            continue;
+        }
         out.push(format!("{}: {value}", k.replace('_', " ")));
     }
     let mut seen = std::collections::HashSet::new();

@@ -1,15 +1,18 @@
 //! The shopping assistant: a grounded, personalised chat over the live catalog.
 //!
-//! One request runs: read the conversation ([`understand`]: intent, hard constraints, the search
-//! query), refuse out-of-scope or unsafe requests without retrieval, retrieve candidates with the
-//! hybrid search and the constraints as filters inside the store query, re-rank by the
+//! One request runs: read the conversation ([`understand`]'s rules, and the chat model under a
+//! schema of the catalog for what they cannot place, in `read`: intent, hard constraints, the
+//! kind of product, the search query), refuse out-of-scope or unsafe requests and ask back on
+//! vague ones without retrieval, retrieve candidates with the hybrid search and the
+//! constraints as filters inside the store query (cards only of the kind asked for), re-rank by the
 //! customer's taste when consent allows, put a compact product table into the prompt within the
 //! model's context, stream the answer sentence by sentence through the grounding check
 //! ([`ground`]), then send the product cards. Conversations are kept (redacted) only when the
 //! client names a `session_id` ([`session`]).
 //!
 //! This file holds the [`Assistant`] service, its counters and its public entry points. The
-//! steps live beside it: `request` (the request and its checks), `plan` (everything decided
+//! steps live beside it: `request` (the request and its checks), `read` (the model's reading
+//! of a turn), `plan` (everything decided
 //! before the model runs), `rank` (re-ranking by taste), `prompt` (the prompt within the model's
 //! context), `answer` (generation, grounding and streaming) and `output` (what an answer
 //! streams); [`describe`] drafts product descriptions and [`eval`] scores the assistant.
@@ -26,6 +29,7 @@ mod output;
 mod plan;
 mod prompt;
 mod rank;
+mod read;
 mod request;
 pub mod session;
 pub mod understand;

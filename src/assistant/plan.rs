@@ -114,7 +114,7 @@ impl Assistant {
             if vocab.intent(&t.content, context) != Intent::Shopping {
                 continue;
             }
-            let reading = vocab.read(&t.content);
+            let reading = self.read_turn(Some(generator), &vocab, &t.content, &state).await?;
             if reading.relative.is_some() && shown.is_empty() && context {
                 shown = self.shown_prices(&state, request.filters.as_ref()).await?;
             }
@@ -186,9 +186,35 @@ impl Assistant {
                     state,
                 ));
             }
-            Intent::Shopping => {}
+            Intent::Shopping | Intent::Vague => {}
         }
-        let reading = vocab.read(text);
+        let reading = self.read_turn(Some(generator), &vocab, text, &state).await?;
+        if reading.vague && state.query.is_empty() && state.constraints.is_empty() {
+            // Too vague to search: ask back, with a few of the catalog's categories (those the
+            // model thought of first).
+            meta.intent = Intent::Vague;
+            let mut suggestions: Vec<String> = reading.categories.clone();
+            for c in vocab.largest_categories(3) {
+                if suggestions.len() < 3 && !suggestions.contains(&c) {
+                    suggestions.push(c);
+                }
+            }
+            suggestions.truncate(3);
+            let text = if suggestions.is_empty() {
+                "What kind of product are you looking for? Tell me the kind of product or a brand, and your budget \
+                 if you have one, and I'll find what is in stock."
+                    .to_string()
+            } else {
+                format!(
+                    "What kind of product are you looking for? We have {}, for example. Tell me the kind of \
+                     product or a brand, and your budget if you have one, and I'll find what is in stock.",
+                    join_or(&suggestions)
+                )
+            };
+            // What it did say (a budget) is kept for the next turn.
+            let state = vocab.merge(&state, &reading, &shown);
+            return Ok(fixed(text, meta, state));
+        }
         if reading.relative.is_some() && shown.is_empty() && context {
             shown = self.shown_prices(&state, request.filters.as_ref()).await?;
         }
@@ -197,7 +223,16 @@ impl Assistant {
         meta.constraints = state.constraints.clone();
         let filter = state.constraints.to_filter(request.filters.as_ref());
         let budget: Vec<f64> = [filter.price_min, filter.price_max].into_iter().flatten().collect();
-        let mut hits = self.retrieve(&state.query, &filter, self.config.candidates).await?;
+        // Relevance before filling: when the shopper named a kind of product that titles use,
+        // only products with it in their title are cards.
+        let kind: Vec<String> = state.kind.iter().filter(|w| !vocab.products_with(w).is_empty()).cloned().collect();
+        // A category asked for vouches for its products only when none of its titles has the
+        // word: earbuds sold as "Buds"; not Samsung tablets for "iPads under $169".
+        let vouch = !kind.iter().any(|k| {
+            let holding = vocab.categories_with_word(k);
+            filter.categories.iter().flatten().any(|c| holding.iter().any(|h| h.eq_ignore_ascii_case(c)))
+        });
+        let mut hits = self.retrieve_kind(&state.query, &filter, self.config.candidates, &kind, vouch).await?;
         // Personalise: fuse relevance with the customer's taste, when they allow it.
         if let Some(key) = &customer_key
             && self.config.personal_weight > 0.0
@@ -219,13 +254,17 @@ impl Assistant {
             for step in 0..3 {
                 match step {
                     0 => (relaxed.price_min, relaxed.price_max) = (None, None),
-                    1 => (relaxed.brands, relaxed.exclude_brands) = (None, None),
+                    1 => (relaxed.brands, relaxed.exclude_brands, relaxed.attributes) = (None, None, None),
                     _ => relaxed.categories = None,
                 }
-                hits = self.retrieve(&state.query, &relaxed, self.config.cards.max(1)).await?;
+                hits = self.retrieve_kind(&state.query, &relaxed, self.config.cards.max(1), &kind, vouch).await?;
                 if !hits.is_empty() {
                     break;
                 }
+            }
+            if hits.is_empty() && !kind.is_empty() {
+                // Not even the kind of product: the nearest of anything, flagged as such.
+                hits = self.retrieve(&state.query, &relaxed, self.config.cards.max(1)).await?;
             }
             let currency = hits.first().map_or("USD", |p| p.currency.as_str());
             let wanted = describe_constraints(&state, &filter, currency);
@@ -288,6 +327,38 @@ impl Assistant {
         Ok(self.catalog.search(&request, &self.search).await?.into_iter().map(|h| h.product).collect())
     }
 
+    /// Retrieval kept to products whose title has `kind` (a word of the catalog's titles); when
+    /// the first candidates have none, a second search leads with the word; when that finds
+    /// none either, a category asked for vouches for its products (when `vouch`: none of its
+    /// titles has the word).
+    async fn retrieve_kind(
+        &self,
+        query: &str,
+        filter: &ProductFilter,
+        limit: usize,
+        kind: &[String],
+        vouch: bool,
+    ) -> Result<Vec<Product>> {
+        if kind.is_empty() {
+            return self.retrieve(query, filter, limit).await;
+        }
+        let has = |p: &Product| understand::words(&p.title).iter().any(|w| kind.iter().any(|k| is_kind(w, k)));
+        let all = self.retrieve(query, filter, limit.max(self.config.candidates)).await?;
+        let mut hits: Vec<Product> = all.iter().filter(|p| has(p)).cloned().collect();
+        if hits.is_empty() {
+            let lead = format!("{} {query}", kind.join(" "));
+            hits = self.retrieve(&lead, filter, 3 * self.config.candidates.max(limit)).await?;
+            hits.retain(has);
+        }
+        if hits.is_empty() && vouch && filter.categories.as_ref().is_some_and(|c| !c.is_empty()) {
+            // The category was asked for and its titles use other words ("buds" for earbuds):
+            // its products are of the kind by the catalog's own account.
+            hits = all;
+        }
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
     /// Prices of what the previous state showed (for "cheaper ones" without a stored session).
     async fn shown_prices(&self, state: &ConversationState, client: Option<&ProductFilter>) -> Result<Vec<f64>> {
         let filter = state.constraints.to_filter(client);
@@ -348,11 +419,25 @@ impl Assistant {
     }
 }
 
+/// Whether a title word is of a kind: the word itself, or a compound ending with it ("armchair"
+/// is a chair, "teapot" a pot).
+pub(super) fn is_kind(word: &str, kind: &str) -> bool {
+    word == kind || (word.len() >= kind.len() + 3 && word.ends_with(kind))
+}
+
 fn join_and(items: &[String]) -> String {
     match items.len() {
         0 => String::new(),
         1 => items[0].clone(),
         n => format!("{} and {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}
+
+fn join_or(items: &[String]) -> String {
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        n => format!("{} or {}", items[..n - 1].join(", "), items[n - 1]),
     }
 }
 
@@ -366,6 +451,9 @@ fn describe_constraints(state: &ConversationState, filter: &ProductFilter, curre
     }
     if let Some(b) = filter.exclude_brands.as_ref().filter(|b| !b.is_empty()) {
         s.push_str(&format!(" other than {}", b.join(" or ")));
+    }
+    for (name, values) in filter.attributes.iter().flatten() {
+        s.push_str(&format!(" with {} {}", name.replace('_', " "), values.first().map_or("", String::as_str)));
     }
     match (filter.price_min, filter.price_max) {
         (Some(lo), Some(hi)) => {

@@ -18,10 +18,10 @@ use crate::error::{Error, Result};
 /// the machine's f32 GEMM rate.
 pub fn run(config: &Config, root: &Path, quick: bool, anchors: bool, threads: usize, gflops: f64) -> Result<Vec<Row>> {
     use super::llama::{generation, llama_bench, prompt_processing};
-    if config.chat.model.is_empty() {
-        return Err(Error::Config("no chat model configured".into()));
-    }
-    let path = config.models.resolve(&config.chat.model);
+    let path = config
+        .models
+        .chat_model(&config.chat.model)
+        .ok_or_else(|| Error::Config("no chat model configured or found (run models/fetch.sh)".into()))?;
     let gguf = crate::infer::chat::resolve_gguf(&path)?;
     let (pp, tg, reps) = if quick { (512, 128, 2) } else { (512, 128, 5) };
     let pb = bar(4, "chat");

@@ -8,6 +8,9 @@
 //!   assistant-sized prompt through the scheduler; anchors: llama.cpp's `llama-bench` on the same
 //!   GGUF file (built by `benches/llama-cpp.sh`, run by [`llama`]), and the compute bound for
 //!   prompt processing;
+//! - [`assistant`]: time to the first text, to the model's first token and to the end of an
+//!   assistant answer on the demo catalog with the configured chat model; anchor: the model
+//!   alone on a prompt and answer of the same length;
 //! - [`search`], [`recommend`]: p50/p95/p99 latency and throughput of N concurrent clients over
 //!   loopback HTTP against the real server (in this process, set up by [`serve`]) on a generated
 //!   shop of 10k (and, without `--quick`, 100k) products; anchor: the store engine's own query
@@ -23,6 +26,7 @@
 //! Not for: correctness tests (`tests/`), offline ranking quality (`crate::eval`), or parsing
 //! the command line (`crate::cli` calls [`run`] and writes the files).
 
+pub mod assistant;
 pub mod chat;
 pub mod embed;
 pub mod ingest;
@@ -47,7 +51,7 @@ use report::row;
 pub use report::{Report, Row};
 
 /// The sub-benchmarks.
-pub const ALL: &[&str] = &["embed", "chat", "search", "recommend", "ingest", "train"];
+pub const ALL: &[&str] = &["embed", "chat", "assistant", "search", "recommend", "ingest", "train"];
 
 /// Run the benchmarks named in `which` (all when empty).
 pub fn run(config: &Config, which: &[String], quick: bool, anchors: bool, threads: usize) -> Result<Report> {
@@ -74,6 +78,12 @@ pub fn run(config: &Config, which: &[String], quick: bool, anchors: bool, thread
         match chat::run(config, &root, quick, anchors, threads, gflops) {
             Ok(r) => rows.extend(r),
             Err(e) => skipped.push(format!("chat: {e}")),
+        }
+    }
+    if has("assistant") {
+        match assistant::run(config, &root, quick, threads) {
+            Ok(r) => rows.extend(r),
+            Err(e) => skipped.push(format!("assistant: {e}")),
         }
     }
     if has("embed") {

@@ -38,10 +38,14 @@ pub struct ShopSpec {
 /// Where a generated shop of `spec` is cached: `$AISLE_CACHE/bench/...` (default
 /// `~/.cache/aisle`), shared by `aisle bench` and `cargo bench`.
 pub fn cache_dir(spec: &ShopSpec) -> std::path::PathBuf {
-    let cache = std::env::var("AISLE_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+    cache_root().join(format!("bench/shop-{}-{}-{}-v2", spec.products, spec.customers, spec.baskets))
+}
+
+/// `$AISLE_CACHE` (default `~/.cache/aisle`).
+pub fn cache_root() -> std::path::PathBuf {
+    std::env::var("AISLE_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|_| {
         std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/aisle")
-    });
-    cache.join(format!("bench/shop-{}-{}-{}-v2", spec.products, spec.customers, spec.baskets))
+    })
 }
 
 /// Generate the shop into `dir` unless a marker says an earlier run already did.

@@ -1,7 +1,10 @@
 //! Product search: hybrid dense + BM25 retrieval fused with RRF in one Qdrant query, with the
 //! shop's filters applied inside the vector search (never after it), and "similar products".
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{Catalog, KEYWORD_VECTOR, PRODUCTS, Product, TEXT_VECTOR, filter_key, from_payload, product_point};
 use crate::config::SearchConfig;
@@ -26,6 +29,10 @@ pub struct ProductFilter {
     pub in_stock: Option<bool>,
     /// Leave these product ids out.
     pub exclude_ids: Option<Vec<String>>,
+    /// Keep products whose attribute has one of the values (exact; an attribute holding a list
+    /// matches when any element does), per attribute name: `{"colour": ["White", "Ivory"]}`.
+    /// Names are letters, digits and `_`.
+    pub attributes: Option<BTreeMap<String, Vec<String>>>,
     /// Include hidden products (listing for merchandisers; never in search or recommendations).
     #[serde(skip)]
     pub include_hidden: bool,
@@ -48,6 +55,7 @@ impl ProductFilter {
             price_max,
             in_stock,
             exclude_ids: None,
+            attributes: None,
             include_hidden: false,
         }
     }
@@ -78,6 +86,25 @@ impl ProductFilter {
                 for (i, s) in list.iter().enumerate() {
                     if s.trim().is_empty() || s.chars().count() > 200 {
                         errors.push(FieldError::new(format!("{at}/{name}/{i}"), "must be 1 to 200 characters"));
+                    }
+                }
+            }
+        }
+        if let Some(attrs) = &self.attributes {
+            if attrs.len() > 20 {
+                errors.push(FieldError::new(format!("{at}/attributes"), "must have at most 20 names"));
+            }
+            for (name, values) in attrs {
+                let p = format!("{at}/attributes/{}", name.replace('~', "~0").replace('/', "~1"));
+                if !is_attribute_name(name) {
+                    errors.push(FieldError::new(&p, "an attribute name is 1 to 64 letters, digits or _"));
+                }
+                if values.is_empty() || values.len() > 100 {
+                    errors.push(FieldError::new(&p, "must have 1 to 100 values"));
+                }
+                for (i, v) in values.iter().enumerate() {
+                    if v.is_empty() || v.chars().count() > 200 {
+                        errors.push(FieldError::new(format!("{p}/{i}"), "must be 1 to 200 characters"));
                     }
                 }
             }
@@ -115,6 +142,12 @@ impl ProductFilter {
         if let Some(ids) = self.exclude_ids.as_ref().filter(|i| !i.is_empty()) {
             f = f.must_not(Condition::HasId(ids.iter().map(|id| product_point(id)).collect()));
         }
+        for (name, values) in self.attributes.iter().flatten() {
+            // (Checked names only: a key with dots or quotes would be read as a path.)
+            if is_attribute_name(name) && !values.is_empty() {
+                f = f.must(Condition::KeywordAny { key: format!("attributes.{name}"), values: values.clone() });
+            }
+        }
         if !self.include_hidden {
             f = f.must_not(Condition::Bool { key: "hidden".into(), value: true });
         }
@@ -140,7 +173,20 @@ impl ProductFilter {
             && self.in_stock.is_none_or(|s| p.in_stock == s)
             && !self.exclude_ids.as_ref().is_some_and(|ids| ids.contains(&p.id))
             && (self.include_hidden || !p.hidden)
+            && self.attributes.iter().flatten().all(|(name, values)| {
+                let holds = |v: &Value| v.as_str().is_some_and(|s| values.iter().any(|x| x == s));
+                match p.attributes.get(name) {
+                    Some(Value::Array(items)) => items.iter().any(holds),
+                    Some(v) => holds(v),
+                    None => false,
+                }
+            })
     }
+}
+
+/// Whether an attribute name can be filtered on: 1 to 64 ASCII letters, digits or `_`.
+pub fn is_attribute_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// How search retrieves.

@@ -26,7 +26,7 @@ pub enum Command {
     Keys(KeysCommand),
     /// Offline evaluation: baselines and aisle's hybrid, full ranking, on MovieLens 100K.
     Eval(EvalArgs),
-    /// Benchmarks with their anchors side by side: embed, chat, search, recommend, ingest, train
+    /// Benchmarks with their anchors side by side: embed, chat, assistant, search, recommend, ingest, train
     /// (all by default). Prints a table; --json and --svg write the report and a chart.
     Bench(BenchArgs),
     /// Score the shopping assistant on a set of shopper requests with the configured chat model
@@ -64,7 +64,7 @@ pub struct EvalArgs {
 /// `aisle bench` flags.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmarks (embed, chat, search, recommend, ingest, train); all when none.
+    /// Which benchmarks (embed, chat, assistant, search, recommend, ingest, train); all when none.
     pub which: Vec<String>,
     /// Fewer repetitions and only the 10k-product shop (under 5 minutes on 2 cores once the
     /// shop and llama.cpp are cached).
@@ -84,9 +84,20 @@ pub struct BenchArgs {
 /// `aisle assistant-eval` flags.
 #[derive(Debug, Args)]
 pub struct AssistantEvalArgs {
-    /// The requests (JSON lines: id, turns, expect).
-    #[arg(long, default_value = "tests/data/assistant_eval.jsonl")]
-    pub cases: PathBuf,
+    /// The hand-written requests (JSON lines: id, turns, expect); default
+    /// tests/data/assistant_eval.jsonl, or none with --generate.
+    #[arg(long)]
+    pub cases: Option<PathBuf>,
+    /// Add up to this many requests written from the loaded catalog's facets (kinds of product,
+    /// brands, prices, attributes).
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// Write every case run (hand-written and generated) as JSON lines here.
+    #[arg(long)]
+    pub write_cases: Option<PathBuf>,
+    /// The catalog's name in the report (default: the data directory's name).
+    #[arg(long)]
+    pub catalog: Option<String>,
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,

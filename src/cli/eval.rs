@@ -5,7 +5,7 @@
 //! Not for: the metrics, splits and models being evaluated (`crate::eval`,
 //! `crate::assistant::eval`) or the performance benchmarks (`crate::bench`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::args::{AssistantEvalArgs, EvalArgs};
@@ -66,9 +66,39 @@ pub fn eval(config: &Config, args: EvalArgs) -> Result<ExitCode> {
 /// `aisle assistant-eval`: score the assistant with the configured chat model on the cases,
 /// print the table, and write the JSON report where asked.
 pub async fn assistant_eval(config: &Config, args: AssistantEvalArgs) -> Result<ExitCode> {
-    let cases = crate::assistant::eval::load(&args.cases)?;
+    let mut cases = match &args.cases {
+        Some(path) => crate::assistant::eval::load(path)?,
+        None if args.generate > 0 => vec![],
+        None => crate::assistant::eval::load(Path::new("tests/data/assistant_eval.jsonl"))?,
+    };
     let services = open_services(config, true).await?;
-    let report = crate::assistant::eval::run(&services.assistant, &services.catalog, &cases).await?;
+    if args.generate > 0 {
+        let all = crate::catalog::ProductFilter { include_hidden: true, ..Default::default() };
+        let mut products = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) = services.catalog.list(&all, cursor.as_deref(), 1000).await?;
+            products.extend(page);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        cases.extend(crate::assistant::eval::generate(&products, args.generate));
+    }
+    if let Some(path) = &args.write_cases {
+        let lines: Vec<String> = cases
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::Internal(format!("cannot write the cases: {e}")))?;
+        std::fs::write(path, lines.join("\n") + "\n")
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    }
+    let label = args.catalog.clone().unwrap_or_else(|| {
+        config.store.data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "catalog".into())
+    });
+    let report = crate::assistant::eval::run(&services.assistant, &services.catalog, &label, &cases).await?;
     services.store.flush().await?;
     print!("{}", report.table());
     if let Some(path) = &args.json {

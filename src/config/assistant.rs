@@ -23,12 +23,15 @@ pub struct AssistantConfig {
     pub session_max_age_days: f64,
     /// Seconds the catalog vocabulary (categories, brands, title words) is reused.
     pub vocabulary_refresh_secs: u64,
+    /// Let the chat model read turns the rules cannot fully read (schema-constrained, enums
+    /// from the catalog); off, the rules alone read them.
+    pub model_reading: bool,
 }
 
 impl Default for AssistantConfig {
     fn default() -> Self {
         Self {
-            shop: "an electronics shop".into(),
+            shop: "our shop".into(),
             cards: 4,
             candidates: 20,
             max_tokens: 160,
@@ -36,6 +39,7 @@ impl Default for AssistantConfig {
             max_turns: 20,
             session_max_age_days: 30.0,
             vocabulary_refresh_secs: 30,
+            model_reading: true,
         }
     }
 }

@@ -31,6 +31,30 @@ impl ModelsConfig {
         let p = Path::new(name);
         if p.is_absolute() || p.exists() { p.to_path_buf() } else { self.dir.join(name) }
     }
+
+    /// The chat model `[chat] model` names: `auto` is the strongest the machine holds (the
+    /// largest GGUF file in a folder under `dir`; more weights write better sentences), empty is
+    /// none, anything else is resolved as a path or folder name.
+    pub fn chat_model(&self, name: &str) -> Option<PathBuf> {
+        match name {
+            "" => None,
+            "auto" => {
+                let mut best: Option<(u64, PathBuf)> = None;
+                for folder in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                    for file in std::fs::read_dir(folder.path()).into_iter().flatten().flatten() {
+                        let path = file.path();
+                        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        if path.extension().is_some_and(|e| e == "gguf") && best.as_ref().is_none_or(|(b, _)| size > *b)
+                        {
+                            best = Some((size, folder.path()));
+                        }
+                    }
+                }
+                best.map(|(_, p)| p)
+            }
+            name => Some(self.resolve(name)),
+        }
+    }
 }
 
 /// `[embed]`: the embedding batching queue.
@@ -57,8 +81,9 @@ impl Default for EmbedConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
-    /// Chat model: a folder (holding one .gguf) or file under `[models] dir`, or a path; empty
-    /// disables chat.
+    /// Chat model: `auto` (the default: the largest GGUF model under `[models] dir`, so
+    /// Qwen2.5-1.5B when it was fetched, else SmolLM2-135M), a folder (holding one .gguf) or
+    /// file under `[models] dir`, or a path; empty disables chat.
     pub model: String,
     /// Longest context in tokens (the model's own limit applies too).
     pub max_context: usize,
@@ -75,7 +100,7 @@ pub struct ChatConfig {
 impl Default for ChatConfig {
     fn default() -> Self {
         Self {
-            model: "SmolLM2-135M-Instruct".into(),
+            model: "auto".into(),
             max_context: 4096,
             max_active: 4,
             max_waiting: 64,

@@ -286,17 +286,19 @@ fn a_chat_with_an_email_stores_none_and_erasure_takes_the_session() {
     assert!(left.is_empty(), "the erased session is still on disk: {left:?}");
 }
 
-#[test]
-fn the_evaluation_set_scores_with_the_default_model() {
-    let dir = demo_copy("assistant-eval");
+/// `aisle assistant-eval` with the default chat model (the strongest present: Qwen2.5-1.5B,
+/// which scripts/test.sh fetches) on `dir`: the report, after the checks every catalog must
+/// pass (no violation left, no wrong price, no boilerplate, no repeated sentence, refusals and
+/// questions back right, cards of the kind and within the constraints at 0.95 at least).
+fn evaluate(dir: &std::path::Path, cases: &str, generate: usize) -> Value {
     let out = dir.join("report.json");
     let root = crate::harness::root();
     let status = aisle()
         .args(["assistant-eval", "--data-dir"])
-        .arg(&dir)
+        .arg(dir)
         .arg("--cases")
-        .arg(root.join("tests/data/assistant_eval.jsonl"))
-        .arg("--json")
+        .arg(root.join(cases))
+        .args(["--generate", &generate.to_string(), "--json"])
         .arg(&out)
         .arg("--examples")
         .arg(dir.join("examples.md"))
@@ -305,25 +307,69 @@ fn the_evaluation_set_scores_with_the_default_model() {
     assert!(status.success());
     let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let m = &report["summary"];
-    assert!(m["cases"].as_u64().unwrap() >= 40, "{m}");
-    let failed: Vec<(&Value, &Value)> = report["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] != true)
-        .map(|c| (&c["id"], &c["problems"]))
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
-    assert_eq!(m["constraint_satisfaction"], 1.0, "{m}");
+    assert!(m["model"].as_str().unwrap().starts_with("Qwen2.5"), "the default is the strongest model: {m}");
+    assert_eq!(m["generated_cases"], generate, "{m}");
+    for key in ["constraint_satisfaction", "type_precision"] {
+        assert!(m[key].as_f64().unwrap() >= 0.95, "{key}: {m}");
+    }
     assert_eq!(m["violations_after"], 0, "{m}");
     assert_eq!(m["price_errors"], 0, "{m}");
     assert_eq!(m["refusal_accuracy"], 1.0, "{m}");
-    // The model was asked for most of them (the rest are refusals and fixed answers).
-    assert!(m["generated"].as_u64().unwrap() >= 25, "{m}");
+    assert_eq!(m["clarify_accuracy"], 1.0, "{m}");
     assert_eq!(m["boilerplate_rate"], 0.0, "{m}");
     assert_eq!(m["repeated_sentences"], 0, "{m}");
     // Ten examples for a person to read, each with its request and answer.
     let examples = std::fs::read_to_string(dir.join("examples.md")).unwrap();
     assert_eq!(examples.matches("\n## ").count(), 10, "{examples}");
     assert!(examples.matches("\n> ").count() >= 10, "{examples}");
+    report
+}
+
+/// The hand-written cases that failed.
+fn failed_by_hand(report: &Value) -> Vec<(&Value, &Value)> {
+    report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true && !c["id"].as_str().unwrap().starts_with("gen-"))
+        .map(|c| (&c["id"], &c["problems"]))
+        .collect()
+}
+
+#[test]
+fn the_evaluation_set_scores_with_the_default_model() {
+    let dir = demo_copy("assistant-eval");
+    let report = evaluate(&dir, "tests/data/assistant_eval.jsonl", 16);
+    let m = &report["summary"];
+    assert!(m["hand_written"].as_u64().unwrap() >= 40, "{m}");
+    let failed = failed_by_hand(&report);
+    assert!(failed.is_empty(), "{failed:#?}");
+    // The model was asked for most of them (the rest are refusals and fixed answers).
+    assert!(m["generated"].as_u64().unwrap() >= 25, "{m}");
+}
+
+/// The same evaluation on a catalog of another kind of shop (home goods: furniture, rugs,
+/// bedding, tableware; no brands, colour attributes), which the rules were not written
+/// against: hand-written requests and requests generated from its facets.
+#[test]
+fn the_assistant_holds_on_a_second_catalog_of_another_kind() {
+    let dir = crate::harness::temp_dir("assistant-eval-home");
+    let catalog = crate::harness::root().join("data/home/products.ndjson");
+    assert!(catalog.exists(), "the home catalog is missing: run data/fetch.sh (scripts/test.sh does it for you)");
+    let out = aisle()
+        .args(["import", "products"])
+        .arg(&catalog)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--models-dir")
+        .arg(crate::harness::models_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = evaluate(&dir, "tests/data/assistant_eval_home.jsonl", 24);
+    let m = &report["summary"];
+    assert!(m["hand_written"].as_u64().unwrap() >= 30, "{m}");
+    // Hand-written requests may miss now and then (the figures above hold), but not many.
+    let failed = failed_by_hand(&report);
+    assert!(failed.len() <= 1, "{failed:#?}");
 }

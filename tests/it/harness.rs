@@ -104,6 +104,11 @@ impl Server {
                 .arg(models_dir())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
+            // The small chat model unless a test asks for another: most tests check behaviour,
+            // not prose, and the default ("auto") would load the 1.5B model.
+            if !env.iter().any(|(k, _)| k == "AISLE_CHAT_MODEL") {
+                cmd.env("AISLE_CHAT_MODEL", "SmolLM2-135M-Instruct");
+            }
             for (k, v) in &env {
                 cmd.env(k, v);
             }

@@ -41,9 +41,9 @@ static OFF_TOPIC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?i)\b(",
         r"(write|compose|tell)\s+(me\s+)?(a\s+)?(poem|song|story|joke|essay|limerick|haiku)|",
-        r"capital\s+of|weather\b|news\b|election|president|prime minister|politic|religio|",
-        r"homework|math(s|ematics)?\s+problem|solve\s+(this|the)\s+equation|translate\b|",
-        r"recipe|cook(ing)?\b|diagnos|symptom|medical advice|legal advice|lawyer|invest(ing|ment)? advice|stock market|",
+        r"capital\s+of|election|president|prime minister|politic|religio|",
+        r"homework|math(s|ematics)?\s+problem|solve\s+(this|the)\s+equation|",
+        r"diagnos|symptom|medical advice|legal advice|lawyer|invest(ing|ment)? advice|stock market|",
         r"write\s+(some\s+)?(code|python|javascript|sql)|who\s+won|meaning of life|",
         // Requests about the assistant itself rather than the shop (prompt injection).
         r"system\s+prompt|your\s+(instructions|prompt|guidelines|rules)\b|the\s+prompt\b|developer\s+mode|jailbreak|",
@@ -55,6 +55,11 @@ static OFF_TOPIC: LazyLock<Regex> = LazyLock::new(|| {
     ))
     .unwrap()
 });
+
+/// Topics outside a shop's business whose words products also use ("all-weather tyres", "a
+/// cooking pot"): out of scope only when the turn names nothing of the catalog.
+static SOFT_OFF_TOPIC: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(weather|news|recipes?|cook(ing)?|translate|translation)\b").unwrap());
 
 /// Common function words of other languages (Spanish, French, German, Italian, Portuguese,
 /// Dutch) that English text does not use.
@@ -96,12 +101,20 @@ impl Vocabulary {
             return Intent::SmallTalk;
         }
         let ws = words(text);
-        let shopping = ws.iter().any(|w| SHOPPING.contains(&w.as_str()))
-            || !self.categories_in(text).is_empty()
+        let catalog = !self.categories_in(text).is_empty()
             || !self.brands_in(text).0.is_empty()
-            || ws.iter().any(|w| w.len() >= 3 && !is_stop(w) && self.is_title_word(w))
+            || ws.iter().any(|w| w.len() >= 3 && !is_stop(w) && self.is_title_word(w) && !SOFT_OFF_TOPIC.is_match(w));
+        if SOFT_OFF_TOPIC.is_match(text) && !catalog {
+            return Intent::OutOfScope;
+        }
+        let shopping = catalog
+            || ws.iter().any(|w| SHOPPING.contains(&w.as_str()))
             || BARE_MONEY.is_match(text)
-            || (context && (REFERS_BACK.is_match(text) || CHEAPER.is_match(text) || PRICIER.is_match(text)));
+            || (context
+                && (REFERS_BACK.is_match(text)
+                    || CHEAPER.is_match(text)
+                    || PRICIER.is_match(text)
+                    || !self.attributes_in(text).is_empty()));
         if shopping { Intent::Shopping } else { Intent::OutOfScope }
     }
 }

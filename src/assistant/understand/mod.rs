@@ -1,9 +1,13 @@
-//! Understanding a shopper's turn without the model: intent (shopping, small talk, out of scope,
-//! unsafe), hard constraints (price bounds, categories, brands, brands to avoid) and the search
-//! query, all read against the live catalog's own vocabulary ([`Vocabulary`]).
+//! Understanding a shopper's turn by rules: intent (shopping, small talk, out of scope, unsafe,
+//! vague), hard constraints (price bounds, categories, brands, brands to avoid, attribute
+//! values) and the search query, all read against the live catalog's own vocabulary
+//! ([`Vocabulary`]).
 //!
-//! Rules, not the chat model, decide what is a constraint: a 135M-parameter model cannot be
-//! trusted to turn "under $150" into a filter, and a filter that is wrong shows wrong products.
+//! The rules decide what they read reliably: a filter that is wrong shows wrong products, and
+//! "under $150" or "not Sony" must never depend on a model's mood. What they cannot place is
+//! read by the chat model under a schema made of the catalog (the assistant's `read`), which
+//! uses these rules as its fast path and its check.
+//!
 //! The same rules run over every user turn in order, so a follow-up ("cheaper ones", "what about
 //! Sony?") narrows the previous turn's state, whether the conversation comes from a stored
 //! session or from the client's full `messages`.
@@ -27,6 +31,8 @@ mod turn;
 mod vocabulary;
 mod word_lists;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use self::price::median;
@@ -47,6 +53,9 @@ pub enum Intent {
     OutOfScope,
     /// Harmful: refused without retrieval.
     Unsafe,
+    /// Asks for something without saying what ("a gift"): answered with a question back and
+    /// a few of the catalog's categories, without retrieval.
+    Vague,
     /// Written in a language the rules do not read (they read English): answered with a request
     /// to ask in English, without retrieval.
     OtherLanguage,
@@ -70,6 +79,9 @@ pub struct Constraints {
     /// Highest price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_max: Option<f64>,
+    /// Attribute values (any of, per attribute), as the catalog spells them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, Vec<String>>,
 }
 
 impl Constraints {
@@ -90,6 +102,13 @@ impl Constraints {
         f.exclude_brands = nonempty(&exclude);
         f.price_min = max_opt(f.price_min, self.price_min);
         f.price_max = min_opt(f.price_max, self.price_max);
+        if !self.attributes.is_empty() {
+            let mut attrs = f.attributes.take().unwrap_or_default();
+            for (name, values) in &self.attributes {
+                attrs.entry(name.clone()).or_insert_with(|| values.clone());
+            }
+            f.attributes = Some(attrs);
+        }
         f.in_stock = Some(true);
         f
     }
@@ -121,6 +140,11 @@ pub struct ConversationState {
     pub query: String,
     /// Hard constraints.
     pub constraints: Constraints,
+    /// The words naming the kind of product asked for ("chair"; "desktop" and "pc" for a
+    /// "gaming desktop pc" in "Gaming Desktop Computer & PCs"): cards must have one in their
+    /// title when some product of the catalog does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kind: Vec<String>,
 }
 
 /// A price relative to what was shown before.
@@ -151,4 +175,10 @@ pub struct TurnReading {
     pub query: String,
     /// Whether the turn refers back ("ones", "those", "it", "another").
     pub refers_back: bool,
+    /// Attribute values named, per attribute, as the catalog spells them.
+    pub attributes: BTreeMap<String, Vec<String>>,
+    /// The words naming the kind of product asked for, when known (any of them).
+    pub kind: Vec<String>,
+    /// The turn names no kind of product, brand or feature to search by ("a gift").
+    pub vague: bool,
 }

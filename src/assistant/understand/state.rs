@@ -36,6 +36,9 @@ impl Vocabulary {
                 }
             }
         }
+        for (name, values) in &turn.attributes {
+            c.attributes.insert(name.clone(), values.clone());
+        }
         if turn.price_min.is_some() || turn.price_max.is_some() {
             c.price_min = turn.price_min;
             c.price_max = turn.price_max;
@@ -74,6 +77,13 @@ impl Vocabulary {
         } else {
             query
         };
-        ConversationState { query, constraints: c }
+        let kind = if !turn.kind.is_empty() {
+            turn.kind.clone()
+        } else if new_topic || !had_topic || (own_product && !turn.refers_back) {
+            vec![]
+        } else {
+            state.kind.clone()
+        };
+        ConversationState { query, constraints: c, kind }
     }
 }

@@ -86,6 +86,9 @@ impl Vocabulary {
         let (named, avoided) = self.brands_in(text);
         r.brands = named;
         r.exclude_brands = avoided;
+        for (name, _, spellings) in self.attributes_in(&stripped) {
+            r.attributes.entry(name).or_default().extend(spellings);
+        }
         r.refers_back = REFERS_BACK.is_match(text);
         let cleaned = FILLER.replace_all(&stripped, " ");
         let cleaned = NOT_BRAND_PHRASE.replace_all(&cleaned, " ");

@@ -10,16 +10,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use regex::Regex;
+use serde_json::Value;
 
 use super::text::{word_positions, words};
 use super::word_lists::{SYNONYMS, is_stop};
 use crate::catalog::Product;
+use crate::catalog::search::is_attribute_name;
 
 /// A catalog category and its words.
 #[derive(Debug, Clone)]
 struct CategoryWords {
     name: String,
     words: Vec<String>,
+    /// Products in it.
+    products: u32,
 }
 
 /// A catalog brand.
@@ -32,9 +36,20 @@ struct CatalogBrand {
     needs_case: bool,
 }
 
+/// An attribute the catalog's products share, with its values (only attributes with few
+/// distinct short text values: colour, size, material, "indoor"/"outdoor"; not free text).
+#[derive(Debug, Clone)]
+struct AttributeValues {
+    name: String,
+    /// Lowercase value -> the spellings the catalog uses for it, and how many products hold it.
+    values: Vec<(String, Vec<String>, u32)>,
+}
+
 /// The catalog's words: categories, brands, and which products each title word belongs to.
 #[derive(Debug, Default)]
 pub struct Vocabulary {
+    /// Attributes with few text values, which a turn may constrain.
+    attributes: Vec<AttributeValues>,
     categories: Vec<CategoryWords>,
     /// Category word -> categories it names (by index).
     category_words: HashMap<String, Vec<usize>>,
@@ -68,7 +83,27 @@ impl Vocabulary {
         // word -> per-category product counts, for learned category words
         let mut word_categories: HashMap<String, HashMap<usize, u32>> = HashMap::new();
         let mut word_df: HashMap<String, u32> = HashMap::new();
+        // attribute -> lowercase value -> (spellings, products)
+        let mut attribute_values: HashMap<String, HashMap<String, (Vec<String>, u32)>> = HashMap::new();
         for p in products {
+            for (name, value) in &p.attributes {
+                if !is_attribute_name(name) {
+                    continue;
+                }
+                let texts: Vec<&str> = match value {
+                    Value::String(s) => vec![s.as_str()],
+                    Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+                    _ => vec![],
+                };
+                for t in texts {
+                    let lower = t.trim().to_lowercase();
+                    let e = attribute_values.entry(name.clone()).or_default().entry(lower).or_default();
+                    if !e.0.iter().any(|x| x == t) {
+                        e.0.push(t.to_string());
+                    }
+                    e.1 += 1;
+                }
+            }
             let n = v.products.len() as u32;
             v.ids.insert(p.id.to_lowercase(), n);
             v.products.push((p.id.clone(), p.brand.clone()));
@@ -81,11 +116,15 @@ impl Vocabulary {
                         v.categories.push(CategoryWords {
                             name: c.clone(),
                             words: words(c).into_iter().filter(|w| !is_stop(w)).collect(),
+                            products: 0,
                         });
                         next
                     })
                 })
                 .collect();
+            for &c in &cats {
+                v.categories[c].products += 1;
+            }
             if let Some(b) = &p.brand {
                 brand_names.entry(b.to_lowercase()).or_insert_with(|| b.clone());
             }
@@ -136,6 +175,26 @@ impl Vocabulary {
                 v.line_words.insert(w.clone());
             }
         }
+        let total = v.products.len() as u32;
+        for (name, values) in attribute_values {
+            let products: u32 = values.values().map(|(_, n)| n).sum();
+            let short = |v: &str| {
+                (3..=40).contains(&v.len())
+                    && v.split_whitespace().count() <= 4
+                    && v.chars().any(char::is_alphabetic)
+                    && !is_stop(v)
+            };
+            // A facet: a handful to 40 short values, on a third of the products at least (an
+            // attribute few products have would filter out the others, which may well match).
+            if !(4..=40).contains(&values.len()) || 3 * products < total || !values.keys().all(|v| short(v)) {
+                continue;
+            }
+            let mut values: Vec<(String, Vec<String>, u32)> =
+                values.into_iter().map(|(k, (sp, n))| (k, sp, n)).collect();
+            values.sort();
+            v.attributes.push(AttributeValues { name, values });
+        }
+        v.attributes.sort_by(|a, b| a.name.cmp(&b.name));
         for (w, per) in word_categories {
             let df = word_df.get(&w).copied().unwrap_or(0);
             if df >= 1 {
@@ -226,6 +285,13 @@ impl Vocabulary {
                 }
             }
         }
+        for (at, name) in self.brands_misspelt_in(text) {
+            if taken.get(at).copied().unwrap_or(true) || named.contains(&name) || avoided.contains(&name) {
+                continue;
+            }
+            let negated = lower.get(..at).is_some_and(|before| NOT_BRAND.is_match(before));
+            if negated { avoided.push(name) } else { named.push(name) }
+        }
         (named, avoided)
     }
 
@@ -260,8 +326,121 @@ impl Vocabulary {
         self.brands.iter().map(|b| (b.name.as_str(), b.lower.as_str(), b.needs_case))
     }
 
+    /// The `n` categories with the most products, largest first.
+    pub fn largest_categories(&self, n: usize) -> Vec<String> {
+        let mut by_size: Vec<&CategoryWords> = self.categories.iter().collect();
+        by_size.sort_by(|a, b| b.products.cmp(&a.products).then(a.name.cmp(&b.name)));
+        by_size.into_iter().take(n).map(|c| c.name.clone()).collect()
+    }
+
+    /// The categories holding a product whose title has the word (or a compound ending with it).
+    pub fn categories_with_word(&self, w: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (word, shares) in &self.shares {
+            if word == w || (word.len() >= w.len() + 3 && word.ends_with(w)) {
+                for &(c, _) in shares {
+                    let name = &self.categories[c].name;
+                    if !out.contains(name) {
+                        out.push(name.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Category names as written in the catalog.
+    pub fn category_names(&self) -> impl Iterator<Item = &str> {
+        self.categories.iter().map(|c| c.name.as_str())
+    }
+
+    /// Attribute values a text names, as `(attribute, lowercase value, the catalog's
+    /// spellings)`: a value counts when all its words stand in the text. A value several
+    /// attributes hold ("white" as a colour and as a colour family) counts once, for the
+    /// attribute most products hold it in; a value inside a longer one found ("blue" in "light
+    /// blue") is left out.
+    pub fn attributes_in(&self, text: &str) -> Vec<(String, String, Vec<String>)> {
+        let have: HashSet<String> = words(text).into_iter().collect();
+        let mut best: Vec<(String, String, Vec<String>, u32)> = Vec::new();
+        for a in &self.attributes {
+            for (value, spellings, n) in &a.values {
+                let ws = words(value);
+                if ws.is_empty() || !ws.iter().all(|w| have.contains(w)) {
+                    continue;
+                }
+                match best.iter_mut().find(|b| b.1 == *value) {
+                    Some(b) if b.3 >= *n => {}
+                    Some(b) => *b = (a.name.clone(), value.clone(), spellings.clone(), *n),
+                    None => best.push((a.name.clone(), value.clone(), spellings.clone(), *n)),
+                }
+            }
+        }
+        let found: Vec<String> = best.iter().map(|b| b.1.clone()).collect();
+        best.retain(|b| !found.iter().any(|f| f.len() > b.1.len() && word_positions(f, &b.1).next().is_some()));
+        best.into_iter().map(|(name, value, spellings, _)| (name, value, spellings)).collect()
+    }
+
+    /// Brands a word of the text nearly spells ("Nikkon" for Nikon, "adiddas" for Adidas):
+    /// one edit for names of 4 to 6 letters, two from 7; words the catalog's titles use and
+    /// function words never count.
+    pub fn brands_misspelt_in(&self, text: &str) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        let lower = text.to_lowercase();
+        let mut spans = Vec::new();
+        let mut start = None;
+        for (i, c) in lower.char_indices().chain(std::iter::once((lower.len(), ' '))) {
+            match (c.is_alphanumeric(), start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    spans.push((s, &lower[s..i]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        for (start, w) in spans {
+            if w.chars().count() < 4 || is_stop(w) || self.is_title_word(&super::text::singular(w)) {
+                continue;
+            }
+            for b in &self.brands {
+                if b.lower.contains(char::is_whitespace) || b.lower == w {
+                    continue;
+                }
+                let n = b.lower.chars().count();
+                let allowed = if n >= 7 {
+                    2
+                } else if n >= 4 {
+                    1
+                } else {
+                    0
+                };
+                if allowed > 0 && edit_distance(w, &b.lower) <= allowed {
+                    out.push((start, b.name.clone()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// Whether a (lowercase) word is a whole brand name.
     pub fn is_brand_word(&self, w: &str) -> bool {
         self.brands.iter().any(|b| b.lower == w)
     }
+}
+
+/// Levenshtein distance between two words (characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }

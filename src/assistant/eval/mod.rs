@@ -11,6 +11,9 @@
 //! reports (the top-level `eval` and `bench` modules): those sit above this layer and nothing
 //! here imports them.
 
+mod generate;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::LazyLock;
 
@@ -18,13 +21,15 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::ground::SentenceSplitter;
-use super::understand::median;
+use super::understand::{Intent, median, singular, words};
 use super::{Assistant, AssistantRequest, ChatMessage};
 use crate::catalog::{Catalog, ProductFilter};
 use crate::error::{Error, Result};
 
+pub use self::generate::generate;
+
 /// One request of the set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     /// Name.
@@ -33,36 +38,55 @@ pub struct Case {
     pub turns: Vec<String>,
     /// What the last turn's answer must satisfy.
     pub expect: Expect,
+    /// Written by the generator from the catalog's facets (not by hand).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
 }
 
 /// Hard constraints and outcomes a case expects.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The kind of product asked for: every card's title has one of these words (compared as
+    /// lowercase singular words). Cards of the wrong kind count against product-type precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_words: Option<Vec<String>>,
+    /// Attribute values (any of, per attribute) every card must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, Vec<String>>>,
+    /// Too vague to search: the answer must be a question back, with no cards.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clarify: bool,
     /// Every card in one of these categories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<String>>,
     /// Every card of one of these brands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brands: Option<Vec<String>>,
     /// No card of these brands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_brands: Option<Vec<String>>,
     /// Lowest price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_min: Option<f64>,
     /// Highest price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_max: Option<f64>,
     /// Every card cheaper than the median of the previous turn's cards.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cheaper: bool,
     /// Nothing matches: the answer must say so (alternatives only).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub empty: bool,
     /// Must (or must not) be refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<bool>,
     /// No cards at all.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_cards: bool,
     /// Words or phrases the answer must not contain (case-insensitive): what a hostile request
     /// tried to make the assistant say or promise.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forbid: Vec<String>,
 }
 
@@ -91,6 +115,10 @@ pub struct CaseResult {
     pub passed: bool,
     /// Cards that had to satisfy the constraints.
     pub cards: usize,
+    /// Cards whose kind of product was checked (the case names type words or categories).
+    pub type_cards: usize,
+    /// Of those, cards of the kind asked for.
+    pub type_ok: usize,
     /// Of those, cards that did.
     pub cards_ok: usize,
     /// The answer was a refusal.
@@ -130,6 +158,18 @@ pub struct CaseResult {
 pub struct EvalSummary {
     /// Chat model.
     pub model: String,
+    /// The catalog (a label: the data directory's name unless given).
+    pub catalog: String,
+    /// Cases written by hand / by the generator.
+    pub hand_written: usize,
+    /// Cases the generator wrote from the catalog's facets.
+    pub generated_cases: usize,
+    /// Cards of the kind of product asked for / cards checked for it.
+    pub type_precision: f64,
+    /// Cards checked for their kind.
+    pub type_cards: usize,
+    /// Vague requests answered with a question / vague requests.
+    pub clarify_accuracy: f64,
     /// Cases.
     pub cases: usize,
     /// Cases passing every check.
@@ -206,7 +246,7 @@ fn percentile(xs: &[f64], q: f64) -> f64 {
 }
 
 /// Run every case.
-pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Result<Report> {
+pub async fn run(assistant: &Assistant, catalog: &Catalog, label: &str, cases: &[Case]) -> Result<Report> {
     let model = assistant.generator()?.info().name.clone();
     let mut results = Vec::new();
     for case in cases {
@@ -240,9 +280,13 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
             price_min: e.price_min,
             price_max: e.price_max,
             in_stock: Some(true),
+            attributes: e.attributes.clone(),
             ..Default::default()
         };
-        let (mut checked, mut ok) = (0, 0);
+        let kind = ProductFilter { categories: e.categories.clone(), ..Default::default() };
+        let type_words: Option<Vec<String>> =
+            e.type_words.as_ref().map(|ws| ws.iter().map(|w| singular(&w.to_lowercase())).collect());
+        let (mut checked, mut ok, mut type_cards, mut type_ok) = (0, 0, 0, 0);
         let mut card_prices = Vec::new();
         for c in &cards {
             let product = match catalog.get(&c.id).await {
@@ -264,6 +308,20 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
                 continue;
             }
             checked += 1;
+            if let Some(ws) = &type_words {
+                type_cards += 1;
+                let title = words(&product.title);
+                if ws.iter().any(|w| title.iter().any(|t| super::plan::is_kind(t, w))) {
+                    type_ok += 1;
+                } else {
+                    problems.push(format!("card {} ({}) is not a {}", c.id, product.title, ws.join(" or ")));
+                }
+            } else if e.categories.is_some() {
+                type_cards += 1;
+                if kind.admits(&product) {
+                    type_ok += 1;
+                }
+            }
             let cheaper_ok = !e.cheaper || median(&previous).is_some_and(|m| product.price.is_some_and(|p| p < m));
             if filter.admits(&product) && cheaper_ok {
                 ok += 1;
@@ -281,10 +339,18 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
         if meta.refused != e.refusal.unwrap_or(false) {
             problems.push(format!("refused: {}, expected {}", meta.refused, e.refusal.unwrap_or(false)));
         }
+        let asked_back = meta.intent == Intent::Vague && cards.is_empty() && summary.answer.contains('?');
+        if e.clarify != asked_back {
+            problems.push(if e.clarify {
+                "expected a question back (the request is vague)".to_string()
+            } else {
+                "asked back, but the request says what it wants".to_string()
+            });
+        }
         if e.no_cards && !cards.is_empty() {
             problems.push("expected no cards".into());
         }
-        if !e.empty && !e.no_cards && e.refusal != Some(true) && cards.is_empty() {
+        if !e.empty && !e.no_cards && !e.clarify && e.refusal != Some(true) && cards.is_empty() {
             problems.push("no cards".into());
         }
         let bounds: Vec<f64> = [e.price_min, e.price_max, meta.constraints.price_min, meta.constraints.price_max]
@@ -323,6 +389,8 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
             passed: problems.is_empty(),
             cards: checked,
             cards_ok: ok,
+            type_cards,
+            type_ok,
             refused: meta.refused,
             violations_before: summary.grounding.violations_before,
             violations_after: summary.grounding.violations_after,
@@ -353,8 +421,26 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, cases: &[Case]) -> Re
     let cards: usize = results.iter().map(|r| r.cards).sum();
     let refusal_cases: Vec<(&Case, &CaseResult)> =
         cases.iter().zip(&results).filter(|(c, _)| c.expect.refusal.is_some()).collect();
+    let type_cards: usize = results.iter().map(|r| r.type_cards).sum();
+    let vague: Vec<(&Case, &CaseResult)> = cases.iter().zip(&results).filter(|(c, _)| c.expect.clarify).collect();
     let summary = EvalSummary {
         model,
+        catalog: label.to_string(),
+        hand_written: cases.iter().filter(|c| !c.generated).count(),
+        generated_cases: cases.iter().filter(|c| c.generated).count(),
+        type_precision: if type_cards == 0 {
+            1.0
+        } else {
+            results.iter().map(|r| r.type_ok).sum::<usize>() as f64 / type_cards as f64
+        },
+        type_cards,
+        clarify_accuracy: if vague.is_empty() {
+            1.0
+        } else {
+            vague.iter().filter(|(_, r)| !r.problems.iter().any(|p| p.starts_with("expected a question"))).count()
+                as f64
+                / vague.len() as f64
+        },
         cases: results.len(),
         passed: results.iter().filter(|r| r.passed).count(),
         constraint_satisfaction: if cards == 0 {
@@ -396,7 +482,7 @@ impl Report {
     /// through the cases so that every kind of request is represented, for a person to judge
     /// the prose.
     pub fn examples(&self, cases: &[Case], n: usize) -> String {
-        let mut s = format!("# Example answers ({})\n\n", self.summary.model);
+        let mut s = format!("# Example answers ({}, catalog {})\n\n", self.summary.model, self.summary.catalog);
         let total = self.cases.len().min(cases.len());
         let step = (total as f64 / n.max(1) as f64).max(1.0);
         let mut i = 0.0;
@@ -443,16 +529,24 @@ impl Report {
         }
         let m = &self.summary;
         s.push_str(&format!(
-            "\nmodel {}: {}/{} cases pass; constraint satisfaction {:.3} ({} cards); refusal accuracy {:.3}; \
+            "\nmodel {}, catalog {} ({} hand-written and {} generated cases): {}/{} cases pass; constraint \
+             satisfaction {:.3} ({} cards); product-type precision {:.3} ({} cards); questions back to vague \
+             requests {:.3}; refusal accuracy {:.3}; \
              violations before {} (in {} answers), after {}; price errors {}; \
              boilerplate rate {:.3} (of {} answers showing products); repeated sentences in {} answers; \
              time to first token p50 {:.0} ms p95 {:.0} ms; first checked text p50 {:.0} ms p95 {:.0} ms; \
              total p50 {:.0} ms p95 {:.0} ms ({} generated answers, {} written from the cards)\n",
             m.model,
+            m.catalog,
+            m.hand_written,
+            m.generated_cases,
             m.passed,
             m.cases,
             m.constraint_satisfaction,
             m.cards,
+            m.type_precision,
+            m.type_cards,
+            m.clarify_accuracy,
             m.refusal_accuracy,
             m.violations_before,
             m.answers_with_violations,
