@@ -116,7 +116,7 @@ impl Assistant {
             }
             let reading = self.read_turn(Some(generator), &vocab, &t.content, &state).await?;
             if reading.relative.is_some() && shown.is_empty() && context {
-                shown = self.shown_prices(&state, request.filters.as_ref()).await?;
+                shown = self.shown_prices(&vocab, &state, request.filters.as_ref()).await?;
             }
             state = vocab.merge(&state, &reading, &shown);
             shown.clear();
@@ -190,16 +190,9 @@ impl Assistant {
         }
         let reading = self.read_turn(Some(generator), &vocab, text, &state).await?;
         if reading.vague && state.query.is_empty() && state.constraints.is_empty() {
-            // Too vague to search: ask back, with a few of the catalog's categories (those the
-            // model thought of first).
+            // Too vague to search: ask back, with the catalog's three largest categories.
             meta.intent = Intent::Vague;
-            let mut suggestions: Vec<String> = reading.categories.clone();
-            for c in vocab.largest_categories(3) {
-                if suggestions.len() < 3 && !suggestions.contains(&c) {
-                    suggestions.push(c);
-                }
-            }
-            suggestions.truncate(3);
+            let suggestions = vocab.largest_categories(3);
             let text = if suggestions.is_empty() {
                 "What kind of product are you looking for? Tell me the kind of product or a brand, and your budget \
                  if you have one, and I'll find what is in stock."
@@ -216,22 +209,14 @@ impl Assistant {
             return Ok(fixed(text, meta, state));
         }
         if reading.relative.is_some() && shown.is_empty() && context {
-            shown = self.shown_prices(&state, request.filters.as_ref()).await?;
+            shown = self.shown_prices(&vocab, &state, request.filters.as_ref()).await?;
         }
         let state = vocab.merge(&state, &reading, &shown);
         meta.query = state.query.clone();
         meta.constraints = state.constraints.clone();
         let filter = state.constraints.to_filter(request.filters.as_ref());
         let budget: Vec<f64> = [filter.price_min, filter.price_max].into_iter().flatten().collect();
-        // Relevance before filling: when the shopper named a kind of product that titles use,
-        // only products with it in their title are cards.
-        let kind: Vec<String> = state.kind.iter().filter(|w| !vocab.products_with(w).is_empty()).cloned().collect();
-        // A category asked for vouches for its products only when none of its titles has the
-        // word: earbuds sold as "Buds"; not Samsung tablets for "iPads under $169".
-        let vouch = !kind.iter().any(|k| {
-            let holding = vocab.categories_with_word(k);
-            filter.categories.iter().flatten().any(|c| holding.iter().any(|h| h.eq_ignore_ascii_case(c)))
-        });
+        let (kind, vouch) = kind_of(&vocab, &state, &filter);
         let mut hits = self.retrieve_kind(&state.query, &filter, self.config.candidates, &kind, vouch).await?;
         // Personalise: fuse relevance with the customer's taste, when they allow it.
         if let Some(key) = &customer_key
@@ -360,10 +345,16 @@ impl Assistant {
     }
 
     /// Prices of what the previous state showed (for "cheaper ones" without a stored session).
-    async fn shown_prices(&self, state: &ConversationState, client: Option<&ProductFilter>) -> Result<Vec<f64>> {
+    async fn shown_prices(
+        &self,
+        vocab: &Vocabulary,
+        state: &ConversationState,
+        client: Option<&ProductFilter>,
+    ) -> Result<Vec<f64>> {
         let filter = state.constraints.to_filter(client);
+        let (kind, vouch) = kind_of(vocab, state, &filter);
         Ok(self
-            .retrieve(&state.query, &filter, self.config.cards.max(1))
+            .retrieve_kind(&state.query, &filter, self.config.cards.max(1), &kind, vouch)
             .await?
             .iter()
             .filter_map(|p| p.price)
@@ -417,6 +408,19 @@ impl Assistant {
         });
         parts.join("; ")
     }
+}
+
+/// Relevance before filling: the words of the kind of product asked for that some title uses
+/// (cards must have one), and whether a category asked for vouches for its products when none
+/// does: only when none of its titles has the word (earbuds sold as "Buds"; not Samsung
+/// tablets for "iPads under $169").
+fn kind_of(vocab: &Vocabulary, state: &ConversationState, filter: &ProductFilter) -> (Vec<String>, bool) {
+    let kind: Vec<String> = state.kind.iter().filter(|w| !vocab.products_with(w).is_empty()).cloned().collect();
+    let vouch = !kind.iter().any(|k| {
+        let holding = vocab.categories_with_word(k);
+        filter.categories.iter().flatten().any(|c| holding.iter().any(|h| h.eq_ignore_ascii_case(c)))
+    });
+    (kind, vouch)
 }
 
 /// Whether a title word is of a kind: the word itself, or a compound ending with it ("armchair"

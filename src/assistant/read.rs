@@ -140,8 +140,8 @@ impl Assistant {
         };
         // Categories the rules took from elsewhere in the turn ("living room" in "a rug for the
         // living room") must hold the kind; if none does, the kind alone decides.
-        if let Some(k) = reading.kind.first().filter(|k| !vocab.products_with(k).is_empty()) {
-            let holding = vocab.categories_with_word(k);
+        let holding: Vec<String> = reading.kind.iter().flat_map(|k| vocab.categories_with_word(k)).collect();
+        if !holding.is_empty() {
             reading.categories.retain(|c| holding.contains(c));
         }
         // The rules suffice when nothing is left for the model to read, for a follow-up that only

@@ -291,6 +291,10 @@ fn a_chat_with_an_email_stores_none_and_erasure_takes_the_session() {
 /// pass (no violation left, no wrong price, no boilerplate, no repeated sentence, refusals and
 /// questions back right, cards of the kind and within the constraints at 0.95 at least).
 fn evaluate(dir: &std::path::Path, cases: &str, generate: usize) -> Value {
+    // One evaluation at a time: two 1.5B models each sized to every core slow each other down
+    // far more than twice.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = dir.join("report.json");
     let root = crate::harness::root();
     let status = aisle()
@@ -339,7 +343,7 @@ fn failed_by_hand(report: &Value) -> Vec<(&Value, &Value)> {
 #[test]
 fn the_evaluation_set_scores_with_the_default_model() {
     let dir = demo_copy("assistant-eval");
-    let report = evaluate(&dir, "tests/data/assistant_eval.jsonl", 16);
+    let report = evaluate(&dir, "tests/data/assistant_eval.jsonl", 8);
     let m = &report["summary"];
     assert!(m["hand_written"].as_u64().unwrap() >= 40, "{m}");
     let failed = failed_by_hand(&report);
@@ -366,7 +370,7 @@ fn the_assistant_holds_on_a_second_catalog_of_another_kind() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report = evaluate(&dir, "tests/data/assistant_eval_home.jsonl", 24);
+    let report = evaluate(&dir, "tests/data/assistant_eval_home.jsonl", 12);
     let m = &report["summary"];
     assert!(m["hand_written"].as_u64().unwrap() >= 30, "{m}");
     // Hand-written requests may miss now and then (the figures above hold), but not many.
