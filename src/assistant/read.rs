@@ -1,14 +1,18 @@
-//! Reading a shopper's turn with the chat model: the turn becomes a typed request (what it is,
-//! the word naming the kind of product, the shop's categories that hold it, brands named or to
-//! avoid, attribute values) by schema-constrained decoding, where every enum comes from the
-//! live catalog: the categories, the brands and attribute values the turn (nearly) spells, and
-//! the turn's own words that product titles use. The model can only choose values that exist.
+//! Reading a shopper's turn ([`Assistant::read_turn`]): the rules of [`super::understand`]
+//! first, then the kind of product, then, for what the rules cannot place, the chat model by
+//! schema-constrained decoding, where every enum comes from the live catalog: the shop's
+//! categories (asked only when the kind of product is unknown; the answer is a hint to the
+//! search, not a filter), the brands the turn spells or nearly spells (named or to avoid), and
+//! the attribute values the rules found (confirmed or not). The model can only choose values
+//! that exist.
 //!
-//! The rules of [`super::understand`] read the turn first and stay in charge of what they do
-//! well: prices, negations ("not Sony"), refusals. They are also the fast path: a turn whose
-//! every word the rules explain (a category by its own name, a brand, a price, a follow-up
-//! like "cheaper ones") does not wait for the model. A brand the model names counts only when
-//! the rules found it in the text (spelt right or nearly).
+//! The rules stay in charge of what they do well: prices, negations ("not Sony"), refusals,
+//! and the kind of product (the words naming a category they found, else the noun of the first
+//! phrase: asked for it under an enum, the model picked modifiers such as "wireless"). They
+//! are also the fast path: a turn whose words the rules explain, a follow-up that only adjusts
+//! ("cheaper ones"), or one whose kind is known with no attribute value to confirm does not
+//! wait for the model. A brand the model names counts only when the text has it (spelt right
+//! or nearly), with the negation the rules read.
 //!
 //! Not the merging into the conversation (see [`super::understand`]'s `state`) and not
 //! retrieval (see `plan`).
@@ -309,7 +313,7 @@ fn reading_shape(vocab: &Vocabulary, text: &str, rules: &TurnReading, categories
         .map_err(|p| crate::error::Error::Internal(format!("the reading schema does not compile: {:?}", p.first())))
 }
 
-/// The model's JSON (complete or cut short: what parsed is kept).
+/// The model's JSON (a document cut short by `max_tokens` reads as nothing).
 fn parse(raw: &str) -> ModelReading {
     let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
     let list = |k: &str| -> Vec<String> {
