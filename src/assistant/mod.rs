@@ -46,7 +46,7 @@ pub use self::prompt::short_title;
 pub use self::request::{AssistantRequest, ChatMessage, MAX_ID_CHARS, MAX_MESSAGE_CHARS, MAX_MESSAGES};
 use self::session::Sessions;
 use self::understand::Vocabulary;
-use crate::catalog::{Catalog, ProductFilter};
+use crate::catalog::Catalog;
 pub use crate::config::AssistantConfig;
 use crate::config::SearchConfig;
 use crate::error::{Error, Result};
@@ -143,18 +143,7 @@ impl Assistant {
         {
             return Ok(v.clone());
         }
-        let all = ProductFilter { include_hidden: true, ..Default::default() };
-        let mut products = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, next) = self.catalog.list(&all, cursor.as_deref(), 1000).await?;
-            products.extend(page);
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
-        let v = Arc::new(Vocabulary::build(&products));
+        let v = Arc::new(Vocabulary::build(&self.catalog.all().await?));
         *self.vocab.write() = Some((Instant::now(), v.clone()));
         Ok(v)
     }

@@ -325,6 +325,22 @@ impl Catalog {
         let items = page.records.into_iter().map(|r| from_payload(r.payload)).collect::<Result<Vec<_>>>()?;
         Ok((items, page.next.map(|u| u.to_string())))
     }
+
+    /// Every product, hidden ones included, page by page (for what needs the whole catalog:
+    /// the assistant's vocabulary, requests generated from its facets).
+    pub async fn all(&self) -> Result<Vec<Product>> {
+        let filter = ProductFilter { include_hidden: true, ..Default::default() };
+        let mut products = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) = self.list(&filter, cursor.as_deref(), 1000).await?;
+            products.extend(page);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(products),
+            }
+        }
+    }
 }
 
 /// What a product update keeps of the stored point.

@@ -73,18 +73,7 @@ pub async fn assistant_eval(config: &Config, args: AssistantEvalArgs) -> Result<
     };
     let services = open_services(config, true).await?;
     if args.generate > 0 {
-        let all = crate::catalog::ProductFilter { include_hidden: true, ..Default::default() };
-        let mut products = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, next) = services.catalog.list(&all, cursor.as_deref(), 1000).await?;
-            products.extend(page);
-            match next {
-                Some(n) => cursor = Some(n),
-                None => break,
-            }
-        }
-        cases.extend(crate::assistant::eval::generate(&products, args.generate));
+        cases.extend(crate::assistant::eval::generate(&services.catalog.all().await?, args.generate));
     }
     if let Some(path) = &args.write_cases {
         let lines: Vec<String> = cases

@@ -123,6 +123,8 @@ pub struct CaseResult {
     pub cards_ok: usize,
     /// The answer was a refusal.
     pub refused: bool,
+    /// The answer was a question back (a vague request), with no cards.
+    pub asked_back: bool,
     /// Grounding violations in the model's text.
     pub violations_before: usize,
     /// Grounding violations left in the final answer.
@@ -239,6 +241,11 @@ pub fn load(path: &Path) -> Result<Vec<Case>> {
 /// "4.5/5" stay whole).
 fn sentences_of(text: &str) -> Vec<String> {
     SentenceSplitter::split_all(text).iter().map(|s| s.trim().to_lowercase()).filter(|s| s.len() > 3).collect()
+}
+
+/// `part / whole`, or 1 when there is nothing to score (no such case is no failure).
+fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 { 1.0 } else { part as f64 / whole as f64 }
 }
 
 fn percentile(xs: &[f64], q: f64) -> f64 {
@@ -392,6 +399,7 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, label: &str, cases: &
             type_cards,
             type_ok,
             refused: meta.refused,
+            asked_back,
             violations_before: summary.grounding.violations_before,
             violations_after: summary.grounding.violations_after,
             price_errors,
@@ -428,33 +436,17 @@ pub async fn run(assistant: &Assistant, catalog: &Catalog, label: &str, cases: &
         catalog: label.to_string(),
         hand_written: cases.iter().filter(|c| !c.generated).count(),
         generated_cases: cases.iter().filter(|c| c.generated).count(),
-        type_precision: if type_cards == 0 {
-            1.0
-        } else {
-            results.iter().map(|r| r.type_ok).sum::<usize>() as f64 / type_cards as f64
-        },
+        type_precision: share(results.iter().map(|r| r.type_ok).sum(), type_cards),
         type_cards,
-        clarify_accuracy: if vague.is_empty() {
-            1.0
-        } else {
-            vague.iter().filter(|(_, r)| !r.problems.iter().any(|p| p.starts_with("expected a question"))).count()
-                as f64
-                / vague.len() as f64
-        },
+        clarify_accuracy: share(vague.iter().filter(|(_, r)| r.asked_back).count(), vague.len()),
         cases: results.len(),
         passed: results.iter().filter(|r| r.passed).count(),
-        constraint_satisfaction: if cards == 0 {
-            1.0
-        } else {
-            results.iter().map(|r| r.cards_ok).sum::<usize>() as f64 / cards as f64
-        },
+        constraint_satisfaction: share(results.iter().map(|r| r.cards_ok).sum(), cards),
         cards,
-        refusal_accuracy: if refusal_cases.is_empty() {
-            1.0
-        } else {
-            refusal_cases.iter().filter(|(c, r)| c.expect.refusal == Some(r.refused)).count() as f64
-                / refusal_cases.len() as f64
-        },
+        refusal_accuracy: share(
+            refusal_cases.iter().filter(|(c, r)| c.expect.refusal == Some(r.refused)).count(),
+            refusal_cases.len(),
+        ),
         violations_before: results.iter().map(|r| r.violations_before).sum(),
         answers_with_violations: results.iter().filter(|r| r.violations_before > 0).count(),
         violations_after: results.iter().map(|r| r.violations_after).sum(),
