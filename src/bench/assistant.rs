@@ -35,6 +35,8 @@ pub fn run(config: &Config, root: &Path, quick: bool, threads: usize) -> Result<
     }
     let mut cfg = config.clone();
     cfg.store.data_dir = super::shop::cache_root().join("bench/assistant-demo");
+    // The assistant's timings are the models'; the demo catalog stays in the embedded store.
+    cfg.store.qdrant_url = String::new();
     cfg.auth.keys.clear();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(2))

@@ -14,7 +14,7 @@
 //! - [`search`], [`recommend`]: p50/p95/p99 latency and throughput of N concurrent clients over
 //!   loopback HTTP against the real server (in this process, set up by [`serve`]) on a generated
 //!   shop of 10k (and, without `--quick`, 100k) products; anchor: the store engine's own query
-//!   time in-process;
+//!   time in-process; with `[store] qdrant_url` set, again with the shop on that Qdrant server;
 //! - [`ingest`]: products/s end to end (HTTP batch writes, embedding included); anchor: the
 //!   embedding queue's texts/s on the same texts;
 //! - [`train`]: iALS seconds per iteration and peak RSS on MovieLens 100K (or a synthetic matrix).

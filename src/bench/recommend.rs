@@ -23,7 +23,7 @@ pub fn run(base: &str, label: &str, customers: usize, clients: usize, seconds: D
     };
     let _ = closed_loop(url, 2, Duration::from_secs(1));
     let r = closed_loop(url, clients, seconds);
-    let rows = latency_rows("recommend", &format!("{label} products, {clients} clients"), &r, engine_ms);
+    let rows = latency_rows("recommend", &format!("{label}, {clients} clients"), &r, engine_ms);
     pb.finish_and_clear();
     rows
 }

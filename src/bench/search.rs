@@ -25,7 +25,7 @@ pub fn run(base: &str, label: &str, clients: usize, seconds: Duration, engine_ms
     let url = format!("{base}/v1/search");
     let _ = closed_loop_post(|_| url.clone(), body, 2, Duration::from_secs(1));
     let r = closed_loop_post(|_| url.clone(), body, clients, seconds);
-    let rows = latency_rows("search", &format!("{label} products, {clients} clients"), &r, engine_ms);
+    let rows = latency_rows("search", &format!("{label}, {clients} clients"), &r, engine_ms);
     pb.finish_and_clear();
     rows
 }

@@ -2,7 +2,8 @@
 //! [`super::recommend`], [`super::ingest`]): for each shop size it generates (or reuses) a
 //! cached synthetic shop, starts the real server in this process on a loopback port, measures the
 //! anchor (the store engine's own query time, in-process, no HTTP, no embedding) and hands the
-//! address to each benchmark.
+//! address to each benchmark; with a Qdrant server configured, it does the same again with the
+//! shop copied onto the server.
 //!
 //! Not for: generating the shop ([`super::shop`]), sending load ([`super::load`]) or serving
 //! production traffic (`crate::api::serve`).
@@ -18,7 +19,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// Search, recommendations and ingestion against the real server, in this process, over
-/// loopback HTTP, on generated shops.
+/// loopback HTTP, on generated shops. With `[store] qdrant_url` set (e.g. `QDRANT_URL`), search
+/// and recommendations run a second time with the same shop copied onto that Qdrant server
+/// (`aisle store migrate`'s copy, collections prefixed `bench_<size>_`), side by side.
 pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads: usize) -> Result<Vec<Row>> {
     let has = |w: &str| which.iter().any(|x| x == w);
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
@@ -36,45 +39,98 @@ pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads:
         let dir = cache_dir(&spec);
         let mut cfg = config.clone();
         cfg.store.data_dir = dir.clone();
+        cfg.store.qdrant_url = String::new();
         cfg.chat.model = String::new();
         cfg.auth.keys.clear();
         cfg.auth.rate_per_sec = 0.0;
         let store = crate::store::Store::open(&cfg.store)?;
-        let c = cfg.clone();
-        let services = runtime
-            .block_on(
-                async move { tokio::task::spawn_blocking(move || crate::app::load_services(&c, store, false)).await },
-            )
-            .map_err(|e| Error::Internal(e.to_string()))??;
+        let services = load(&runtime, &cfg, store.clone())?;
         let pb = bar(0, "shop");
         pb.set_message(format!("{products} products, {customers} customers (generated once, cached)"));
         runtime.block_on(generate_once(&services, &dir, spec, |line| pb.set_message(line)))?;
         pb.finish_and_clear();
-        // The anchor: the engine's own query time, in-process, no HTTP, no embedding.
-        let store = services.store.clone();
+        let label = if products >= 100_000 { "100k products" } else { "10k products" };
         let embedder = services.embedder.clone();
-        let state =
-            crate::api::AppState::new(cfg, (threads, crate::infer::threads::ThreadSource::Config), "cpu".into())?;
-        state.set_services(services);
-        let listener =
-            runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).map_err(|e| Error::io("bind", e))?;
-        let base = format!("http://{}", listener.local_addr().map_err(|e| Error::io("address", e))?);
-        let server = runtime.spawn(async move { axum::serve(listener, crate::api::router(state)).await });
-        let label = if products >= 100_000 { "100k" } else { "10k" };
-        let engine_ms = engine_query_ms(&runtime, &store, quick)?;
-        if has("search") {
-            rows.extend(search::run(&base, label, clients, seconds, engine_ms));
+        let on = Measure { runtime: &runtime, quick, threads, clients, seconds, customers };
+        rows.extend(on.serve(cfg.clone(), services, label, which, |base| {
+            if has("ingest") && products == sizes[0] { ingest::run(&embedder, base, root, quick) } else { Ok(vec![]) }
+        })?);
+        if config.store.qdrant_url.is_empty() || !(has("search") || has("recommend")) {
+            continue;
         }
-        if has("recommend") {
-            rows.extend(recommend::run(&base, label, customers, clients, seconds, engine_ms));
-        }
-        if has("ingest") && products == sizes[0] {
-            rows.extend(ingest::run(&embedder, &base, root, quick)?);
-        }
-        server.abort();
-        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        // The same shop on the Qdrant server.
+        let mut remote = cfg.clone();
+        remote.store.qdrant_url = config.store.qdrant_url.clone();
+        remote.store.collection_prefix = format!("bench_{products}_");
+        let server_store = crate::store::Store::open(&remote.store)?;
+        let pb = bar(0, "copy");
+        pb.set_message(format!("copying the {label} shop onto {}", server_store.describe()));
+        let checkpoint = dir.join(format!("bench-copy-{}.json", remote.store.collection_prefix));
+        runtime.block_on(crate::store::migrate::copy_all(
+            &store,
+            &server_store,
+            &checkpoint,
+            512,
+            &mut |c, n, t| pb.set_message(format!("{c}: {n}/{t} points onto the server")),
+        ))?;
+        pb.finish_and_clear();
+        let services = load(&runtime, &remote, server_store)?;
+        rows.extend(on.serve(remote, services, &format!("{label} on a Qdrant server"), which, |_| Ok(vec![]))?);
     }
     Ok(rows)
+}
+
+/// Load the services over `store` (models, no chat).
+fn load(runtime: &tokio::runtime::Runtime, cfg: &Config, store: crate::store::Store) -> Result<crate::app::Services> {
+    let c = cfg.clone();
+    runtime
+        .block_on(async move { tokio::task::spawn_blocking(move || crate::app::load_services(&c, store, false)).await })
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// How the load runs of one shop are made.
+struct Measure<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    quick: bool,
+    threads: usize,
+    clients: usize,
+    seconds: Duration,
+    customers: usize,
+}
+
+impl Measure<'_> {
+    /// Serve `services` on a loopback port, measure the anchor (the engine's own query time,
+    /// in-process, no HTTP, no embedding), then search and recommendations (and `more`).
+    fn serve(
+        &self,
+        cfg: Config,
+        services: crate::app::Services,
+        label: &str,
+        which: &[String],
+        more: impl FnOnce(&str) -> Result<Vec<Row>>,
+    ) -> Result<Vec<Row>> {
+        let has = |w: &str| which.iter().any(|x| x == w);
+        let store = services.store.clone();
+        let state =
+            crate::api::AppState::new(cfg, (self.threads, crate::infer::threads::ThreadSource::Config), "cpu".into())?;
+        state.set_services(services);
+        let listener =
+            self.runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).map_err(|e| Error::io("bind", e))?;
+        let base = format!("http://{}", listener.local_addr().map_err(|e| Error::io("address", e))?);
+        let server = self.runtime.spawn(async move { axum::serve(listener, crate::api::router(state)).await });
+        let engine_ms = engine_query_ms(self.runtime, &store, self.quick)?;
+        let mut rows = Vec::new();
+        if has("search") {
+            rows.extend(search::run(&base, label, self.clients, self.seconds, engine_ms));
+        }
+        if has("recommend") {
+            rows.extend(recommend::run(&base, label, self.customers, self.clients, self.seconds, engine_ms));
+        }
+        rows.extend(more(&base)?);
+        server.abort();
+        self.runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+        Ok(rows)
+    }
 }
 
 /// The rows of one load run: p50 (against the engine's own query time), p95, p99, throughput

@@ -35,6 +35,41 @@ pub enum Command {
     /// Train the collaborative model from the stored events (the server must not be running;
     /// with one running, use POST /v1/admin/train).
     Train,
+    /// The vector store: copy it onto a Qdrant server, or back into the data directory.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `aisle store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy every collection from the embedded store (the data directory) to a Qdrant server
+    /// (`--to URL`), or from a server into the data directory (`--from URL`: a backup, or a
+    /// return to one box). Vectors are copied, nothing is re-embedded; an interrupted copy
+    /// resumes where it stopped, and a repeated one changes nothing. Stop aisle first.
+    Migrate(MigrateArgs),
+}
+
+/// `aisle store migrate` flags.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// gRPC URL of the Qdrant server to copy to (collections are created with the `[store]`
+    /// cluster layout and collection prefix).
+    #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+    pub to: Option<String>,
+    /// gRPC URL of the Qdrant server to copy from.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Collection prefix on the target (default: `[store] collection_prefix`, as on the
+    /// source): e.g. to move a single box's collections onto a server several shops share.
+    #[arg(long)]
+    pub target_prefix: Option<String>,
+    /// Points per request.
+    #[arg(long, default_value_t = 256)]
+    pub page: usize,
+    /// Forget an earlier run's checkpoint and copy everything again.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// `aisle eval` flags.

@@ -1,10 +1,11 @@
 //! The `aisle` command: `serve`, `import`, `models`, `keys`, `eval`, `bench`,
-//! `assistant-eval`, `train`.
+//! `assistant-eval`, `train`, `store`.
 //!
 //! Configuration comes from `aisle.toml` < `AISLE_*` environment < the flags here. This module
 //! holds the [`Cli`] type, the layering of flags over the configuration and the dispatch
 //! ([`run`]); each command's work is in its own file: [`args`] (the clap types), `log`
-//! (logging), `import`, `keys`, `eval` (eval and assistant-eval) and `models`. Commands that
+//! (logging), `import`, `keys`, `eval` (eval and assistant-eval), `models` and `store`
+//! (migration between the embedded store and a Qdrant server). Commands that
 //! need the engines open them with one helper (`open_services`), as the server would.
 //!
 //! Not for: anything a lower layer could use (nothing imports `cli`), HTTP internals
@@ -16,6 +17,7 @@ mod import;
 mod keys;
 mod log;
 mod models;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,6 +120,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::AssistantEval(args) => runtime.block_on(eval::assistant_eval(&config, args)),
+        Command::Store(cmd) => runtime.block_on(store::run(&config, cmd)),
         Command::Train => runtime.block_on(async {
             let services = open_services(&config, false).await?;
             let report = services.collab.train().await?;

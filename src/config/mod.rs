@@ -1,8 +1,9 @@
 //! Configuration: one [`Config`], read from `aisle.toml` < `AISLE_*` environment < command-line flags.
 //!
 //! Every key of the file has an environment twin named `AISLE_<SECTION>_<KEY>` in upper case,
-//! e.g. `[server] listen` is `AISLE_SERVER_LISTEN`. `QDRANT_URL` is accepted as an alias of
-//! `AISLE_STORE_QDRANT_URL`. Unknown keys in the file are an error, not silently ignored.
+//! e.g. `[server] listen` is `AISLE_SERVER_LISTEN`. `QDRANT_URL` and `QDRANT_API_KEY` are
+//! accepted as aliases of `AISLE_STORE_QDRANT_URL` and `AISLE_STORE_QDRANT_API_KEY`. Unknown
+//! keys in the file are an error, not silently ignored.
 //!
 //! One file per section, each with its own validation. This module is the bottom layer of
 //! aisle: domain modules import their section from here, and it imports nothing of them. It
@@ -97,6 +98,7 @@ impl Config {
         let mut problems = Vec::new();
         self.server.validate(&mut problems);
         self.embed.validate(&mut problems);
+        self.store.validate(&mut problems);
         self.search.validate(&mut problems);
         self.chat.validate(&mut problems);
         self.events.validate(&mut problems);
@@ -127,7 +129,7 @@ fn merge(base: &mut toml::Table, file: toml::Table, origin: &str) -> Result<()> 
     Ok(())
 }
 
-/// Apply `AISLE_<SECTION>_<KEY>` variables (and the `QDRANT_URL` alias) to the table.
+/// Apply `AISLE_<SECTION>_<KEY>` variables (and the `QDRANT_URL` and `QDRANT_API_KEY` aliases) to the table.
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
     let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     for (section, value) in table.iter_mut() {
@@ -135,8 +137,8 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
         for (key, slot) in values.iter_mut() {
             let mut var = format!("AISLE_{}_{}", section.to_uppercase(), key.to_uppercase());
             let mut raw = lookup(&var);
-            if raw.is_none() && section == "store" && key == "qdrant_url" {
-                var = "QDRANT_URL".into();
+            if raw.is_none() && section == "store" && (key == "qdrant_url" || key == "qdrant_api_key") {
+                var = key.to_uppercase();
                 raw = lookup(&var);
             }
             let Some(raw) = raw else { continue };

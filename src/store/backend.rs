@@ -24,6 +24,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// A short description of the backend for logs and `/readyz`.
     fn describe(&self) -> String;
 
+    /// Whether the engine answers now (an embedded engine always does).
+    fn health(&self) -> BoxFuture<'_, Result<()>>;
+
     /// Create the collection `spec.name` if missing; add vectors and indexes the spec has and it
     /// lacks.
     fn ensure_collection(&self, spec: CollectionSpec) -> BoxFuture<'_, Result<()>>;
@@ -58,14 +61,22 @@ pub(crate) trait Backend: Send + Sync + 'static {
         with_vectors: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<Record>>>;
 
-    /// Page through points in id order, starting at `offset`.
+    /// Page through points in id order, starting at `offset`, with the named vectors.
     fn scroll(
         &self,
         collection: String,
         filter: Option<Filter>,
         offset: Option<Uuid>,
         limit: usize,
+        with_vectors: Vec<String>,
     ) -> BoxFuture<'_, Result<Page>>;
+
+    /// Every collection of aisle's in the engine (full names).
+    fn list_collections(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+
+    /// What a collection holds (its vectors, sparse vectors, payload indexes and whether it has
+    /// graphs), read back from the engine; `name` is the full name.
+    fn collection_spec(&self, collection: String) -> BoxFuture<'_, Result<CollectionSpec>>;
 
     /// Run a query (prefetches, fusion, filters) in one engine call.
     fn query(&self, collection: String, query: Query) -> BoxFuture<'_, Result<Vec<Hit>>>;

@@ -9,13 +9,16 @@
 //! payload keeps the external id.
 //!
 //! Layout: this file holds the public types, [`Store`] and [`KeywordEncoder`]; `backend` is the
-//! trait an engine implements (on full collection names); `edge` is the embedded engine.
+//! trait an engine implements (on full collection names); `edge` is the embedded engine,
+//! `remote` a Qdrant server or cluster over gRPC.
 //!
 //! Not for: models, HTTP, or what a collection means to the catalog, events or recommendations;
 //! callers define their collections with [`CollectionSpec`] and their own payload fields.
 
 mod backend;
 mod edge;
+pub mod migrate;
+mod remote;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -319,10 +322,7 @@ impl Store {
     /// embedded engine under `data_dir`.
     pub fn open(config: &StoreConfig) -> Result<Self> {
         if !config.qdrant_url.is_empty() {
-            return Err(Error::Config(format!(
-                "store.qdrant_url is set ({}), but this build has only the embedded store; unset it",
-                config.qdrant_url
-            )));
+            return Self::open_remote(config);
         }
         Self::open_embedded(&config.data_dir.join("qdrant"), &config.collection_prefix, config.index_after_points)
     }
@@ -333,9 +333,21 @@ impl Store {
         Ok(Self { backend: Arc::new(edge), prefix: prefix.to_string() })
     }
 
+    /// A client of the Qdrant server `config.qdrant_url` (connecting on the first operation),
+    /// creating collections with the `[store]` cluster layout.
+    pub fn open_remote(config: &StoreConfig) -> Result<Self> {
+        let remote = remote::RemoteBackend::open(config)?;
+        Ok(Self { backend: Arc::new(remote), prefix: config.collection_prefix.clone() })
+    }
+
     /// A short description of the backend for logs and `/readyz`.
     pub fn describe(&self) -> String {
         self.backend.describe()
+    }
+
+    /// Whether the engine answers now ([`Error::Unavailable`] when a server does not).
+    pub async fn health(&self) -> Result<()> {
+        self.backend.health().await
     }
 
     /// The full name of a collection (the prefix added).
@@ -403,7 +415,38 @@ impl Store {
         offset: Option<Uuid>,
         limit: usize,
     ) -> Result<Page> {
-        self.backend.scroll(self.full(collection), filter, offset, limit).await
+        self.backend.scroll(self.full(collection), filter, offset, limit, vec![]).await
+    }
+
+    /// Page through every point in id order with the named vectors (for copying a collection).
+    pub async fn scroll_with_vectors(
+        &self,
+        collection: &str,
+        offset: Option<Uuid>,
+        limit: usize,
+        with_vectors: Vec<String>,
+    ) -> Result<Page> {
+        self.backend.scroll(self.full(collection), None, offset, limit, with_vectors).await
+    }
+
+    /// The collections of this store (names without the prefix), sorted.
+    pub async fn collections(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .backend
+            .list_collections()
+            .await?
+            .into_iter()
+            .filter_map(|n| n.strip_prefix(&self.prefix).map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// What a collection holds, read back from the engine (name without the prefix).
+    pub async fn collection_spec(&self, collection: &str) -> Result<CollectionSpec> {
+        let mut spec = self.backend.collection_spec(self.full(collection)).await?;
+        spec.name = collection.to_string();
+        Ok(spec)
     }
 
     /// Run a query (prefetches, fusion, filters) in one engine call.
@@ -441,6 +484,17 @@ impl Store {
     /// Flush everything to disk (also done on every write; this is for shutdown).
     pub async fn flush(&self) -> Result<()> {
         self.backend.flush().await
+    }
+}
+
+/// Both filters (either, if only one is given).
+pub(crate) fn combine_filters(a: Option<&Filter>, b: Option<&Filter>) -> Option<Filter> {
+    match (a, b) {
+        (None, None) => None,
+        (Some(f), None) | (None, Some(f)) => Some(f.clone()),
+        (Some(a), Some(b)) => {
+            Some(Filter::default().must(Condition::Nested(a.clone())).must(Condition::Nested(b.clone())))
+        }
     }
 }
 

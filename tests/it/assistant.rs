@@ -7,7 +7,7 @@
 use regex::Regex;
 use serde_json::{Value, json};
 
-use crate::harness::{Server, aisle, call, client, demo_copy, files_containing, get, post, shared};
+use crate::harness::{Server, aisle, call, client, demo_copy, get, post, shared, stored_containing};
 
 fn chat(s: &Server, body: Value) -> Value {
     let (status, v) = post(&s.url("/v1/assistant/chat"), &body);
@@ -275,15 +275,13 @@ fn a_chat_with_an_email_stores_none_and_erasure_takes_the_session() {
     assert!(!export.to_string().contains(email));
     assert!(!s.logs().contains(email), "the e-mail reached the logs");
     // A marker that is stored (redacted text) to look for on disk after erasure.
-    assert!(!files_containing(&dir, "find me headphones under").is_empty(), "the session is stored on disk");
+    assert!(!stored_containing(&dir, "find me headphones under").is_empty(), "the session is stored on disk");
     let (status, _, report) = call("DELETE", &s.url("/v1/customers/pii-shopper"), None, None);
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["erased"]["sessions"], 1, "{report}");
     assert_eq!(get(&s.url("/v1/assistant/sessions/pii-session")).0, 404);
     assert!(s.stop().success());
-    assert!(files_containing(&dir, email).is_empty(), "the e-mail is on disk");
-    let left = files_containing(&dir, "find me headphones under");
-    assert!(left.is_empty(), "the erased session is still on disk: {left:?}");
+    crate::harness::assert_not_stored(&dir, &[email, "find me headphones under"]);
 }
 
 /// `aisle assistant-eval` with the default chat model (the strongest present: Qwen2.5-1.5B,

@@ -57,6 +57,30 @@ pub fn aisle() -> Command {
     c
 }
 
+/// Whether this test process runs aisle on a Qdrant server (`AISLE_TEST_STORE=server`)
+/// rather than the embedded store. The CI runs the integration tests that matter a second time
+/// this way (scripts/test.sh).
+pub fn on_server() -> bool {
+    std::env::var("AISLE_TEST_STORE").is_ok_and(|v| v == "server")
+}
+
+/// The environment that puts aisle's store for `data_dir` on the shared Qdrant server: its
+/// URL, and collections of its own (a prefix named after the data directory). Empty when the
+/// tests use the embedded store.
+pub fn store_env(data_dir: &Path) -> Vec<(String, String)> {
+    if !on_server() {
+        return vec![];
+    }
+    let server = super::qdrant::shared()
+        .expect("AISLE_TEST_STORE=server needs a Qdrant server: set QDRANT_URL or provide ../shared/qdrant/bin/qdrant");
+    let name = data_dir.file_name().unwrap().to_string_lossy();
+    let prefix: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    vec![
+        ("AISLE_STORE_QDRANT_URL".into(), server.grpc_url.clone()),
+        ("AISLE_STORE_COLLECTION_PREFIX".into(), format!("{prefix}_")),
+    ]
+}
+
 /// A fresh temporary directory that lives for the whole test process.
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = tempfile::Builder::new().prefix(&format!("aisle-{name}-")).tempdir().unwrap();
@@ -79,13 +103,14 @@ impl Server {
     }
 
     /// As [`Server::start`], run under `wrapper` (e.g. `strace -f -o FILE`).
-    pub fn start_wrapped(data_dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Server {
+    pub fn start_wrapped(data_dir: &Path, env_in: &[(&str, &str)], wrapper: &[&str]) -> Server {
         let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let logs_in = logs.clone();
         let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
         let (tx, rx) = mpsc::channel();
         let (exit_tx, exit_rx) = mpsc::channel();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut env: Vec<(String, String)> = store_env(data_dir);
+        env.extend(env_in.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let dd = data_dir.to_path_buf();
         // The child is spawned from a thread that lives as long as the test process, so that
         // PR_SET_PDEATHSIG (which fires when the spawning *thread* exits) kills it with us.
@@ -217,6 +242,11 @@ impl Server {
 
 /// Import the demo catalog into `data_dir` with `aisle import products` (the real command).
 pub fn import_demo(data_dir: &Path) {
+    import_demo_with(data_dir, store_env(data_dir));
+}
+
+/// As [`import_demo`], with the given store environment (none: the embedded store).
+fn import_demo_with(data_dir: &Path, env: Vec<(String, String)>) {
     let out = aisle()
         .args(["import", "products"])
         .arg(demo_catalog())
@@ -224,6 +254,7 @@ pub fn import_demo(data_dir: &Path) {
         .arg(data_dir)
         .arg("--models-dir")
         .arg(models_dir())
+        .envs(env)
         .output()
         .unwrap();
     assert!(out.status.success(), "demo import failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -231,21 +262,43 @@ pub fn import_demo(data_dir: &Path) {
 
 /// A fresh data directory holding the demo catalog (imported once per test process, then
 /// copied: an import embeds 643 products, a copy takes milliseconds).
+///
+/// On a Qdrant server (`AISLE_TEST_STORE=server`) the copy's collections are moved onto the
+/// server with `aisle store migrate --to` (the real command) and the embedded copy removed.
 pub fn demo_copy(name: &str) -> PathBuf {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     let template = TEMPLATE.get_or_init(|| {
         let dir = temp_dir("demo-template");
-        import_demo(&dir);
+        import_demo_with(&dir, vec![]);
         dir
     });
     let dir = temp_dir(name);
     let status = Command::new("cp").arg("-a").arg(format!("{}/.", template.display())).arg(&dir).status().unwrap();
     assert!(status.success(), "copying the demo data failed");
+    let env: std::collections::HashMap<String, String> = store_env(&dir).into_iter().collect();
+    if let (Some(url), Some(prefix)) = (env.get("AISLE_STORE_QDRANT_URL"), env.get("AISLE_STORE_COLLECTION_PREFIX")) {
+        let out = aisle()
+            .args(["store", "migrate", "--to", url, "--target-prefix", prefix, "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "migrating the demo data failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::remove_dir_all(dir.join("qdrant")).unwrap();
+    }
     dir
+}
+
+/// The `aisle` binary with the store environment of `data_dir` (see [`store_env`]).
+pub fn aisle_on(data_dir: &Path) -> Command {
+    let mut c = aisle();
+    c.envs(store_env(data_dir));
+    c
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    // A literal search (memchr underneath): a server's storage directory is tens of MB.
+    let pattern = regex::bytes::Regex::new(&regex::escape(needle)).unwrap();
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -255,13 +308,50 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             if p.is_dir() {
                 stack.push(p);
             } else if let Ok(bytes) = std::fs::read(&p)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+                && pattern.is_match(&bytes)
             {
                 found.push(p);
             }
         }
     }
     found
+}
+
+/// Every file holding `needle` where aisle keeps data for `data_dir`: the data directory, and
+/// on a Qdrant server (`AISLE_TEST_STORE=server`) the server's storage directory too (when the
+/// tests started the server; a `QDRANT_URL` server's disk cannot be searched).
+pub fn stored_containing(data_dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = files_containing(data_dir, needle);
+    if on_server()
+        && let Some(storage) = super::qdrant::shared().and_then(|q| q.storage.clone())
+    {
+        found.extend(files_containing(&storage, needle));
+    }
+    found
+}
+
+/// None of `needles` is stored for `data_dir` (see [`stored_containing`]). A Qdrant server
+/// removes the bytes in the background after aisle's vacuum (README: within two flush
+/// intervals plus the time to rebuild the collection's segments); this waits up to a minute
+/// for that, and says how long it took.
+pub fn assert_not_stored(data_dir: &Path, needles: &[&str]) {
+    let started = Instant::now();
+    for needle in needles {
+        loop {
+            let found = stored_containing(data_dir, needle);
+            if found.is_empty() {
+                break;
+            }
+            assert!(
+                on_server() && started.elapsed() < Duration::from_secs(60),
+                "'{needle}' is still on disk in {found:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    if on_server() {
+        eprintln!("no trace on the Qdrant server's disk after {:?}", started.elapsed());
+    }
 }
 
 /// A request with a bearer key; returns status, headers and body.

@@ -96,7 +96,7 @@ fn a_trained_model_joins_the_fused_query_and_changes_recommendations() {
     // The shop's own events evaluate offline too (server stopped: one process per data dir).
     assert!(s.stop().success());
     let out_dir = dir.join("eval");
-    let out = crate::harness::aisle()
+    let out = crate::harness::aisle_on(&dir)
         .args(["eval", "--dataset", "shop", "--split", "leave-last-1", "--quick", "--no-content", "--data-dir"])
         .arg(&dir)
         .arg("--out")

@@ -16,7 +16,10 @@ use uuid::Uuid;
 
 use super::durability::wal_options;
 use crate::error::{Error, Result};
-use crate::store::{CollectionSpec, Condition, Distance, Filter, Payload, Point, Record, Source, Vector, VectorQuery};
+use crate::store::{
+    CollectionSpec, Condition, DenseSpec, Distance, Filter, IndexKind, Payload, Point, Record, Source, SparseSpec,
+    Vector, VectorQuery,
+};
 
 /// Qdrant's name of a distance.
 pub(super) fn distance_name(d: Distance) -> &'static str {
@@ -49,6 +52,44 @@ pub(super) fn edge_config(spec: &CollectionSpec) -> Result<EdgeConfig> {
         serde_json::from_value(body).map_err(|e| Error::Internal(format!("collection config: {e}")))?;
     config.wal_options = Some(wal_options());
     Ok(config)
+}
+
+/// A collection's spec from the engine's configuration and payload schema (their JSON forms).
+pub(super) fn spec_from_json(name: &str, config: &Value, schema: &Value) -> Result<CollectionSpec> {
+    let bad = |what: &str| Error::Store(format!("collection '{name}' has an unreadable {what}"));
+    let mut dense = Vec::new();
+    for (vector, params) in config["vectors"].as_object().into_iter().flatten() {
+        let dim = params["size"].as_u64().ok_or_else(|| bad("vector size"))? as usize;
+        let distance = match params["distance"].as_str() {
+            Some("Cosine") => Distance::Cosine,
+            Some("Dot") => Distance::Dot,
+            Some("Euclid") => Distance::Euclid,
+            _ => return Err(bad("vector distance")),
+        };
+        dense.push(DenseSpec { name: vector.clone(), dim, distance });
+    }
+    dense.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut sparse: Vec<SparseSpec> = config["sparse_vectors"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(vector, params)| SparseSpec { name: vector.clone(), idf: params["modifier"] == "idf" })
+        .collect();
+    sparse.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut indexes = Vec::new();
+    for (field, info) in schema.as_object().into_iter().flatten() {
+        let kind = match info["data_type"].as_str() {
+            Some("keyword") => IndexKind::Keyword,
+            Some("float") => IndexKind::Float,
+            Some("integer") => IndexKind::Integer,
+            Some("bool") => IndexKind::Bool,
+            _ => return Err(bad("payload index")),
+        };
+        indexes.push((field.clone(), kind));
+    }
+    indexes.sort_by(|a, b| a.0.cmp(&b.0));
+    let hnsw = config["hnsw_config"]["m"].as_u64() != Some(0);
+    Ok(CollectionSpec { name: name.to_string(), dense, sparse, indexes, hnsw })
 }
 
 /// An operation merging `payload` into the points `ids`.
@@ -139,17 +180,6 @@ pub(super) fn to_scoring(source: &Source) -> Result<ScoringQuery> {
             ScoringQuery::OrderBy(order)
         }
     })
-}
-
-/// Both filters (either, if only one is given).
-pub(super) fn combine(a: Option<&Filter>, b: Option<&Filter>) -> Option<Filter> {
-    match (a, b) {
-        (None, None) => None,
-        (Some(f), None) | (None, Some(f)) => Some(f.clone()),
-        (Some(a), Some(b)) => {
-            Some(Filter::default().must(Condition::Nested(a.clone())).must(Condition::Nested(b.clone())))
-        }
-    }
 }
 
 /// Translate a filter through Qdrant's own JSON form (the REST API's shape).

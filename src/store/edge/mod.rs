@@ -52,8 +52,8 @@ use uuid::Uuid;
 
 use self::collection::Collection;
 use self::convert::{
-    combine, distance_name, edge_config, set_payload_op, to_edge_filter, to_edge_point, to_query_enum, to_record,
-    to_scoring, to_vector, uuid_of,
+    distance_name, edge_config, set_payload_op, spec_from_json, to_edge_filter, to_edge_point, to_query_enum,
+    to_record, to_scoring, to_vector, uuid_of,
 };
 use self::durability::{WAL_REOPEN_BYTES, dir_size, load_shard, recover_compaction};
 use super::backend::Backend;
@@ -228,14 +228,25 @@ impl EdgeStore {
     }
 
     /// Page through points in id order.
-    pub fn scroll(&self, collection: &str, filter: Option<Filter>, offset: Option<Uuid>, limit: usize) -> Result<Page> {
+    pub fn scroll(
+        &self,
+        collection: &str,
+        filter: Option<Filter>,
+        offset: Option<Uuid>,
+        limit: usize,
+        with_vectors: Vec<String>,
+    ) -> Result<Page> {
         let c = self.get(collection)?;
         let request = ScrollRequest {
             offset: offset.map(EdgePointId::Uuid),
             limit: Some(limit.max(1)),
             filter: filter.as_ref().map(to_edge_filter).transpose()?,
             with_payload: Some(WithPayloadInterface::Bool(true)),
-            with_vector: WithVector::Bool(false),
+            with_vector: if with_vectors.is_empty() {
+                WithVector::Bool(false)
+            } else {
+                WithVector::Selector(with_vectors)
+            },
             order_by: None,
         };
         let (records, next) = c.shard().scroll(request).map_err(edge_err("scroll failed"))?;
@@ -252,7 +263,7 @@ impl EdgeStore {
             .iter()
             .map(|p| {
                 // The top-level filter holds inside every source too.
-                let f = combine(p.filter.as_ref(), query.filter.as_ref());
+                let f = super::combine_filters(p.filter.as_ref(), query.filter.as_ref());
                 Ok(EdgePrefetch {
                     prefetches: vec![],
                     query: Some(to_scoring(&p.source)?),
@@ -357,6 +368,16 @@ impl EdgeStore {
         }
     }
 
+    /// What a collection holds, read from its engine configuration and payload indexes.
+    pub fn collection_spec(&self, collection: &str) -> Result<CollectionSpec> {
+        let c = self.get(collection)?;
+        let shard = c.shard();
+        let config = serde_json::to_value(&*shard.config()).map_err(|e| Error::Internal(format!("config: {e}")))?;
+        let info = serde_json::to_value(shard.info().payload_schema)
+            .map_err(|e| Error::Internal(format!("payload schema: {e}")))?;
+        spec_from_json(collection, &config, &info)
+    }
+
     /// Rewrite a collection from its live points (see the module doc).
     pub fn compact(&self, collection: &str) -> Result<()> {
         self.get(collection)?.compact()
@@ -398,6 +419,10 @@ impl EdgeBackend {
 impl Backend for EdgeBackend {
     fn describe(&self) -> String {
         format!("embedded qdrant-edge at {}", self.0.root().display())
+    }
+
+    fn health(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
     }
 
     fn ensure_collection(&self, spec: CollectionSpec) -> BoxFuture<'_, Result<()>> {
@@ -447,8 +472,17 @@ impl Backend for EdgeBackend {
         filter: Option<Filter>,
         offset: Option<Uuid>,
         limit: usize,
+        with_vectors: Vec<String>,
     ) -> BoxFuture<'_, Result<Page>> {
-        self.run(move |e| e.scroll(&collection, filter, offset, limit))
+        self.run(move |e| e.scroll(&collection, filter, offset, limit, with_vectors))
+    }
+
+    fn list_collections(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        self.run(|e| Ok(e.collections.read().keys().cloned().collect()))
+    }
+
+    fn collection_spec(&self, collection: String) -> BoxFuture<'_, Result<CollectionSpec>> {
+        self.run(move |e| e.collection_spec(&collection))
     }
 
     fn query(&self, collection: String, query: Query) -> BoxFuture<'_, Result<Vec<Hit>>> {
