@@ -73,6 +73,9 @@ pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads:
             512,
             &mut |c, n, t| pb.set_message(format!("{c}: {n}/{t} points onto the server")),
         ))?;
+        // Measured once the server has built its indexes (its optimizers run in the background).
+        pb.set_message("waiting for the server's indexes");
+        runtime.block_on(server_store.optimize())?;
         pb.finish_and_clear();
         let services = load(&runtime, &remote, server_store)?;
         rows.extend(on.serve(remote, services, &format!("{label} on a Qdrant server"), which, |_| Ok(vec![]))?);

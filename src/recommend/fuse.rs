@@ -63,7 +63,7 @@ impl Recommender {
                 with_vectors: vec![],
             };
             let name = *name;
-            async move { Ok::<_, Error>((name, self.store.query(PRODUCTS, query).await?)) }
+            async move { Ok::<_, Error>((name, self.store.query_ids(PRODUCTS, query).await?)) }
         }))
         .await?;
         let mut ranks: HashMap<Uuid, Vec<SourceRank>> = HashMap::new();

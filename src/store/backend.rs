@@ -78,8 +78,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// graphs), read back from the engine; `name` is the full name.
     fn collection_spec(&self, collection: String) -> BoxFuture<'_, Result<CollectionSpec>>;
 
-    /// Run a query (prefetches, fusion, filters) in one engine call.
-    fn query(&self, collection: String, query: Query) -> BoxFuture<'_, Result<Vec<Hit>>>;
+    /// Run a query (prefetches, fusion, filters) in one engine call; hits carry their payloads
+    /// when `with_payload`.
+    fn query(&self, collection: String, query: Query, with_payload: bool) -> BoxFuture<'_, Result<Vec<Hit>>>;
 
     /// Count points matching a filter (exactly).
     fn count(&self, collection: String, filter: Option<Filter>) -> BoxFuture<'_, Result<usize>>;
@@ -92,7 +93,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn compact(&self, collection: String) -> BoxFuture<'_, Result<()>>;
 
     /// Build indexes where enough points are unindexed (or everywhere, if `force`); returns
-    /// whether anything was done.
+    /// whether anything was done. A server builds its own; forced, it waits until it has.
     fn maintain(&self, force: bool) -> BoxFuture<'_, Result<bool>>;
 
     /// Flush everything to disk.

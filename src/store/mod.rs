@@ -451,7 +451,13 @@ impl Store {
 
     /// Run a query (prefetches, fusion, filters) in one engine call.
     pub async fn query(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
-        self.backend.query(self.full(collection), query).await
+        self.backend.query(self.full(collection), query, true).await
+    }
+
+    /// As [`Store::query`], without payloads (empty in the hits): for callers that need only
+    /// ids, ranks and scores (much less to read and, from a server, to send).
+    pub async fn query_ids(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
+        self.backend.query(self.full(collection), query, false).await
     }
 
     /// Count points matching a filter (exactly).
@@ -476,7 +482,8 @@ impl Store {
         self.backend.maintain(false).await
     }
 
-    /// Build indexes now, whatever the thresholds say (after a bulk import).
+    /// Build indexes now, whatever the thresholds say (after a bulk import); on a Qdrant server,
+    /// wait until the server's optimizers have finished with every collection.
     pub async fn optimize(&self) -> Result<bool> {
         self.backend.maintain(true).await
     }

@@ -255,7 +255,7 @@ impl EdgeStore {
     }
 
     /// Run one query.
-    pub fn query(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
+    pub fn query(&self, collection: &str, query: Query, with_payload: bool) -> Result<Vec<Hit>> {
         let c = self.get(collection)?;
         let filter = query.filter.as_ref().map(to_edge_filter).transpose()?;
         let prefetches = query
@@ -300,7 +300,7 @@ impl EdgeStore {
             } else {
                 WithVector::Selector(query.with_vectors.clone())
             },
-            with_payload: WithPayloadInterface::Bool(true),
+            with_payload: WithPayloadInterface::Bool(with_payload),
         };
         let points = c.shard().query(request).map_err(edge_err("query failed"))?;
         points
@@ -485,8 +485,8 @@ impl Backend for EdgeBackend {
         self.run(move |e| e.collection_spec(&collection))
     }
 
-    fn query(&self, collection: String, query: Query) -> BoxFuture<'_, Result<Vec<Hit>>> {
-        self.run(move |e| e.query(&collection, query))
+    fn query(&self, collection: String, query: Query, with_payload: bool) -> BoxFuture<'_, Result<Vec<Hit>>> {
+        self.run(move |e| e.query(&collection, query, with_payload))
     }
 
     fn count(&self, collection: String, filter: Option<Filter>) -> BoxFuture<'_, Result<usize>> {

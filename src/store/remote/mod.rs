@@ -421,7 +421,7 @@ impl Backend for RemoteBackend {
         Box::pin(async move { Ok(schema::spec_of(&collection, &self.info(&collection).await?)) })
     }
 
-    fn query(&self, collection: String, query: Query) -> BoxFuture<'_, Result<Vec<Hit>>> {
+    fn query(&self, collection: String, query: Query, with_payload: bool) -> BoxFuture<'_, Result<Vec<Hit>>> {
         Box::pin(async move {
             let prefetch = query
                 .prefetch
@@ -461,7 +461,7 @@ impl Backend for RemoteBackend {
                 limit: Some(query.limit as u64),
                 offset: Some(query.offset as u64),
                 with_vectors: Some(with_vectors(query.with_vectors.clone())),
-                with_payload: Some(WithPayloadSelector::from(true)),
+                with_payload: Some(WithPayloadSelector::from(with_payload)),
                 timeout: Some(self.timeout_secs),
                 ..Default::default()
             };
@@ -510,9 +510,31 @@ impl Backend for RemoteBackend {
         })
     }
 
-    fn maintain(&self, _force: bool) -> BoxFuture<'_, Result<bool>> {
-        // The server's own optimizers build indexes and merge segments.
-        Box::pin(async { Ok(false) })
+    fn maintain(&self, force: bool) -> BoxFuture<'_, Result<bool>> {
+        // The server's own optimizers build indexes and merge segments. Forced (after a bulk
+        // import or copy), wait until they are done: every collection green.
+        Box::pin(async move {
+            if !force {
+                return Ok(false);
+            }
+            let started = std::time::Instant::now();
+            for name in self.list_collections().await? {
+                loop {
+                    let info = self.info(&name).await?;
+                    if info.status == q::CollectionStatus::Green as i32 {
+                        break;
+                    }
+                    if started.elapsed() > Duration::from_secs(30 * 60) {
+                        return Err(Error::Unavailable(format!(
+                            "the Qdrant server at {} is still optimizing '{name}' after 30 minutes",
+                            self.url
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+            Ok(true)
+        })
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<()>> {
