@@ -17,6 +17,7 @@ use super::shop::{ShopSpec, cache_dir, generate_once};
 use super::{bar, ingest, recommend, search};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::store::migrate::copy_all;
 
 /// Search, recommendations and ingestion against the real server, in this process, over
 /// loopback HTTP, on generated shops. With `[store] qdrant_url` set (e.g. `QDRANT_URL`), search
@@ -66,13 +67,14 @@ pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads:
         let pb = bar(0, "copy");
         pb.set_message(format!("copying the {label} shop onto {}", server_store.describe()));
         let checkpoint = dir.join(format!("bench-copy-{}.json", remote.store.collection_prefix));
-        runtime.block_on(crate::store::migrate::copy_all(
-            &store,
-            &server_store,
-            &checkpoint,
-            512,
-            &mut |c, n, t| pb.set_message(format!("{c}: {n}/{t} points onto the server")),
-        ))?;
+        let mut progress = |c: &str, n: usize, t: usize| pb.set_message(format!("{c}: {n}/{t} points onto the server"));
+        let copied = runtime.block_on(copy_all(&store, &server_store, &checkpoint, 512, &mut progress))?;
+        if copied.iter().any(|c| c.target_points < c.source_points) {
+            // A checkpoint from a server that has since lost the copy (another server on the
+            // same URL): copy again rather than measure an empty store.
+            let _ = std::fs::remove_file(&checkpoint);
+            runtime.block_on(copy_all(&store, &server_store, &checkpoint, 512, &mut progress))?;
+        }
         // Measured once the server has built its indexes (its optimizers run in the background).
         pb.set_message("waiting for the server's indexes");
         runtime.block_on(server_store.optimize())?;
