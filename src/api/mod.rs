@@ -156,28 +156,20 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
         let store = store.clone();
         let config = config.clone();
         tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Handle::current();
+            let start = || {
+                runtime.block_on(store.health())?;
+                load_services(&config, store.clone(), true)
+            };
             loop {
-                // A Qdrant server that is not up yet (or restarting): wait for it, not ready.
-                let runtime = tokio::runtime::Handle::current();
-                match runtime.block_on(store.health()) {
-                    Ok(()) => {}
-                    Err(Error::Unavailable(why)) => {
-                        tracing::warn!(%why, "the store is unavailable; retrying in 2 s");
-                        std::thread::sleep(Duration::from_secs(2));
-                        continue;
-                    }
-                    Err(e) => {
-                        let _ = fail_tx.send(Some(e.to_string()));
-                        break;
-                    }
-                }
-                match load_services(&config, store.clone(), true) {
+                match start() {
                     Ok(services) => {
                         state.set_services(services);
                         tracing::info!("ready");
                     }
+                    // A Qdrant server that is not up yet (or restarting): wait for it, not ready.
                     Err(Error::Unavailable(why)) => {
-                        tracing::warn!(%why, "the store became unavailable while starting; retrying in 2 s");
+                        tracing::warn!(%why, "the store is unavailable; retrying in 2 s");
                         std::thread::sleep(Duration::from_secs(2));
                         continue;
                     }

@@ -157,5 +157,5 @@ async fn stats(State(state): State<AppState>, QueryParams(p): QueryParams<StatsP
     if from > to {
         return Err(Error::invalid("/from", "is after `to`").into());
     }
-    Ok(Json(state.services()?.recommender.stats().report(from, to)).into_response())
+    Ok(Json(state.services()?.recommender.stats().report(from, to).await?).into_response())
 }

@@ -1,19 +1,23 @@
 //! Right of access (export) and right to erasure.
 //!
 //! Erasing a customer removes their profile point (taste, history, consent, attributes, and
-//! collaborative factors once they exist), every event stored under their key, and what those
-//! events added to other records: each event remembers the trending term and the bought-together
-//! pairs it contributed (`pop_term`, `co_with`), and exactly those are taken back. The touched
-//! collections are then rewritten from their live points ([`Store::compact`]), so that no
-//! segment, index or WAL file under the data directory still holds the erased bytes.
+//! collaborative factors once they exist), every event stored under their key, their
+//! bought-together facts, and what those added to products: each event remembers the
+//! popularity term it added (`pop_term`), each fact the pair it counted, and exactly those are
+//! taken back from this replica's share of the products' signals (see `catalog::shares`). The
+//! touched collections are then rewritten from their live points ([`Store::compact`]), so that
+//! no segment, index or WAL file still holds the erased bytes.
 //!
 //! Erasure is a job recorded in `DATA_DIR/erasures/<job>.json` before anything changes. The job
-//! first records the products' new absolute counts, then applies them, then deletes and
-//! compacts; every step can be repeated, so a crash at any point is finished on the next start
+//! first records what to take away and the version of this replica's share of each product,
+//! then takes it away where the share is still at that version, then deletes and compacts;
+//! every step can be repeated, so a crash at any point is finished on the next start
 //! ([`Privacy::resume`]) without taking anything away twice. The job file holds the customer's
 //! pseudonymous key only while the job runs.
+//!
+//! [`Store::compact`]: crate::store::Store::compact
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
@@ -22,7 +26,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::assistant::session::Sessions;
-use crate::catalog::{Catalog, SignalUpdate};
+use crate::catalog::{Catalog, Tally, popularity_units};
 use crate::error::{Error, Result};
 use crate::events::{CO_WITH, Events, POP_TERM, Profiles};
 use crate::privacy::{Keyring, write_private};
@@ -51,11 +55,15 @@ enum Phase {
     Counted,
 }
 
+/// What an erasure takes away from one product, and the version of this replica's share of it
+/// before (so that a resumed job applies it once).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProductFix {
-    point: Uuid,
-    trend: Option<f64>,
-    co: Vec<(u32, f32)>,
+    product: String,
+    /// Popularity units (a signed integer, as text).
+    popularity: String,
+    co: Vec<(u32, i64)>,
+    at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,7 +71,7 @@ struct Job {
     key: String,
     phase: Phase,
     #[serde(default)]
-    products: Vec<ProductFix>,
+    fixes: Vec<ProductFix>,
     #[serde(default)]
     report: ErasureReport,
 }
@@ -131,7 +139,7 @@ impl Privacy {
     pub async fn erase(&self, customer_id: &str) -> Result<ErasureReport> {
         let _one = self.running.lock().await;
         let key = self.keys.customer_key(customer_id);
-        let job = Job { key, phase: Phase::Started, products: vec![], report: ErasureReport::default() };
+        let job = Job { key, phase: Phase::Started, fixes: vec![], report: ErasureReport::default() };
         let path = self.jobs.join(format!("{}.json", Uuid::new_v4()));
         write_job(&path, &job)?;
         self.run(&path, job).await
@@ -160,21 +168,43 @@ impl Privacy {
     }
 
     async fn run(&self, path: &Path, mut job: Job) -> Result<ErasureReport> {
-        if matches!(job.phase, Phase::Started) {
-            // Hold product writes so that no event changes the counts between reading and
-            // writing them.
+        {
+            // Product writes held: no event of this process changes this replica's shares
+            // between reading their versions and taking the events' contributions away.
             let _writes = self.catalog.product_writes().lock().await;
-            let events = self.events.of_customer(&job.key).await?;
-            job.report.events = events.len();
-            job.report.profile = self.profiles.load_keys(vec![job.key.clone()]).await?.values().any(|p| p.exists);
-            job.products = self.corrected_counts(&events).await?;
-            job.report.products_corrected = job.products.len();
-            job.phase = Phase::Counted;
-            write_job(path, &job)?;
-            self.apply(&job.products).await?;
-        } else {
-            // Absolute values: applying them again is harmless.
-            self.apply(&job.products).await?;
+            if matches!(job.phase, Phase::Started) {
+                let events = self.events.of_customer(&job.key).await?;
+                let facts = self.events.facts_of_customer(&job.key).await?;
+                job.report.events = events.len();
+                job.report.profile = self.profiles.load_keys(vec![job.key.clone()]).await?.values().any(|p| p.exists);
+                let taken = self.taken_away(&events, &facts).await?;
+                let products: Vec<String> = taken.keys().cloned().collect();
+                let at = self.catalog.own_share_versions(&products).await?;
+                job.fixes = taken
+                    .into_iter()
+                    .map(|(product, t)| ProductFix {
+                        at: at.get(&product).copied().unwrap_or(0),
+                        product,
+                        popularity: t.popularity.to_string(),
+                        co: t.co.into_iter().collect(),
+                    })
+                    .collect();
+                job.report.products_corrected = job.fixes.len();
+                job.phase = Phase::Counted;
+                write_job(path, &job)?;
+            }
+            let mut tallies = HashMap::new();
+            let mut at = HashMap::new();
+            for f in &job.fixes {
+                let popularity = f
+                    .popularity
+                    .parse()
+                    .map_err(|_| Error::Store(format!("erasure job {} is unreadable", path.display())))?;
+                tallies.insert(f.product.clone(), Tally { popularity, co: f.co.iter().copied().collect() });
+                at.insert(f.product.clone(), f.at);
+            }
+            // Applied only where this replica's share is still at the recorded version.
+            self.catalog.add_signals_held(tallies, Some(&at)).await?;
         }
         crate::fault::point("erase-after-counts");
         self.events.delete_of_customer(&job.key).await?;
@@ -188,87 +218,37 @@ impl Privacy {
         Ok(job.report)
     }
 
-    /// The trending scores and bought-together counts of every product the events touched,
-    /// with the events' contributions taken away.
-    async fn corrected_counts(&self, events: &[Payload]) -> Result<Vec<ProductFix>> {
-        let mut involved: Vec<String> = Vec::new();
-        for e in events {
-            involved.extend(e.get("product_id").and_then(Value::as_str).map(str::to_string));
-            if let Some(Value::Array(with)) = e.get(CO_WITH) {
-                involved.extend(with.iter().filter_map(Value::as_str).map(str::to_string));
-            }
-        }
-        involved.sort();
-        involved.dedup();
-        struct State {
-            point: Uuid,
-            num: u32,
-            trend: Option<f64>,
-            co: BTreeMap<u32, f32>,
-            changed: bool,
-        }
-        let mut products: HashMap<String, State> = self
-            .catalog
-            .signals(&involved, false)
-            .await?
-            .into_iter()
-            .map(|(id, p)| (id, State { point: p.point, num: p.num, trend: p.trend, co: p.co, changed: false }))
-            .collect();
+    /// What the events (and the customer's bought-together facts) added to products, negated:
+    /// each event's popularity units, and one count each way per pair.
+    async fn taken_away(&self, events: &[Payload], facts: &[(String, String)]) -> Result<HashMap<String, Tally>> {
+        let mut pairs: Vec<(String, String)> = facts.to_vec();
         for e in events {
             let Some(product) = e.get("product_id").and_then(Value::as_str) else { continue };
-            if let Some(term) = e.get(POP_TERM).and_then(Value::as_f64)
-                && let Some(p) = products.get_mut(product)
+            // Events stored before facts existed name their pairs themselves.
+            if let Some(Value::Array(with)) = e.get(CO_WITH) {
+                pairs.extend(with.iter().filter_map(Value::as_str).map(|o| (product.to_string(), o.to_string())));
+            }
+        }
+        let mut involved: Vec<String> = pairs.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+        involved.sort();
+        involved.dedup();
+        let nums: HashMap<String, u32> =
+            self.catalog.signals(&involved, false).await?.into_iter().map(|(k, s)| (k, s.num)).collect();
+        let mut out: HashMap<String, Tally> = HashMap::new();
+        for e in events {
+            if let (Some(product), Some(term)) =
+                (e.get("product_id").and_then(Value::as_str), e.get(POP_TERM).and_then(Value::as_f64))
             {
-                p.trend = p.trend.and_then(|t| log_sub_exp(t, term));
-                p.changed = true;
-            }
-            let with: Vec<&str> = match e.get(CO_WITH) {
-                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-                _ => vec![],
-            };
-            for other in with {
-                let (Some(a), Some(b)) = (products.get(product).map(|p| p.num), products.get(other).map(|p| p.num))
-                else {
-                    continue;
-                };
-                for (owner, at) in [(product, b), (other, a)] {
-                    if let Some(p) = products.get_mut(owner) {
-                        if let Some(v) = p.co.get_mut(&at) {
-                            *v -= 1.0;
-                            if *v < 0.5 {
-                                p.co.remove(&at);
-                            }
-                        }
-                        p.changed = true;
-                    }
-                }
+                out.entry(product.to_string()).or_default().popularity -= popularity_units(term);
             }
         }
-        Ok(products
-            .into_values()
-            .filter(|p| p.changed)
-            .map(|p| ProductFix { point: p.point, trend: p.trend, co: p.co.into_iter().collect() })
-            .collect())
-    }
-
-    async fn apply(&self, fixes: &[ProductFix]) -> Result<()> {
-        if fixes.is_empty() {
-            return Ok(());
+        for (a, b) in pairs {
+            let (Some(na), Some(nb)) = (nums.get(&a), nums.get(&b)) else { continue };
+            out.entry(a.clone()).or_default().count_with(*nb, -1);
+            out.entry(b).or_default().count_with(*na, -1);
         }
-        let updates = fixes
-            .iter()
-            .map(|f| SignalUpdate { point: f.point, trend: Some(f.trend), co: Some(f.co.iter().copied().collect()) })
-            .collect();
-        self.catalog.write_signals(updates).await
+        Ok(out)
     }
-}
-
-/// `ln(e^a - e^b)`, or `None` when nothing is left.
-pub fn log_sub_exp(a: f64, b: f64) -> Option<f64> {
-    if b >= a - 1e-9 {
-        return None;
-    }
-    Some(a + (-(b - a).exp()).ln_1p())
 }
 
 fn write_job(path: &Path, job: &Job) -> Result<()> {
@@ -278,20 +258,5 @@ fn write_job(path: &Path, job: &Job) -> Result<()> {
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::events::log_add_exp;
-
-    #[test]
-    fn subtracting_a_term_undoes_adding_it() {
-        let a = 3.2f64;
-        let b = 1.7f64;
-        let sum = log_add_exp(a, b);
-        assert!((log_sub_exp(sum, b).unwrap() - a).abs() < 1e-9);
-        assert_eq!(log_sub_exp(b, b), None);
     }
 }

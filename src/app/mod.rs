@@ -8,6 +8,7 @@
 
 pub mod erasure;
 pub mod maintenance;
+pub mod replica;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +53,8 @@ pub struct Services {
     pub redactor: Redactor,
     /// The shopping assistant.
     pub assistant: crate::assistant::Assistant,
+    /// This process among the replicas sharing the store (held: it locks the name).
+    pub replica: Arc<replica::Replica>,
 }
 
 impl Services {
@@ -133,8 +136,9 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
     let keys = Keyring::load_or_create(&config.store.data_dir, &config.privacy.secret)?;
     let redactor = Redactor::new(&config.privacy.redact);
     let dim = embedder.info().dim;
-    let (catalog, profiles, events, recommender, privacy, collab, assistant) = runtime.block_on(async {
-        let catalog = Catalog::open(store.clone(), embedder.clone()).await?;
+    let (catalog, profiles, events, recommender, privacy, collab, assistant, replica) = runtime.block_on(async {
+        let replica = replica::Replica::join(&config.store.data_dir, &store, &keys).await?;
+        let catalog = Catalog::open(store.clone(), embedder.clone(), &replica.id).await?;
         let profiles =
             Profiles::open(store.clone(), keys.clone(), dim, config.privacy.implicit_consent, redactor.clone()).await?;
         let events =
@@ -152,7 +156,7 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
         if resumed > 0 {
             tracing::info!(erasures = resumed, "finished interrupted erasures");
         }
-        let stats = Arc::new(Stats::open(store.clone()).await?);
+        let stats = Arc::new(Stats::open(store.clone(), &replica.id).await?);
         let collab = crate::recommend::train::Collab::open(
             catalog.clone(),
             profiles.clone(),
@@ -178,7 +182,7 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             config.assistant.clone(),
             config.search.clone(),
         );
-        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab, assistant))
+        Ok::<_, Error>((catalog, profiles, events, recommender, privacy, collab, assistant, replica))
     })?;
     Ok(Services {
         store,
@@ -192,5 +196,6 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
         redactor,
         collab,
         assistant,
+        replica: Arc::new(replica),
     })
 }

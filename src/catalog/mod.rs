@@ -8,6 +8,7 @@
 pub mod import;
 pub mod product;
 pub mod search;
+pub mod shares;
 pub mod signals;
 pub mod text;
 
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use product::{Product, ProductInput};
 pub use search::{ProductFilter, SearchHit, SearchMode, SearchRequest, SimilarMode, SimilarRequest, SimilarScope};
+pub use shares::{Tally, popularity_units};
 pub use signals::{COLLAB_VECTOR, ProductSignals, SignalUpdate};
 
 use crate::error::{Error, FieldError, Result};
@@ -41,6 +43,8 @@ pub const CO_VECTOR: &str = "co";
 pub const NUM: &str = "num";
 /// Payload: log of the forward-decayed popularity (see `events`), kept across catalog updates.
 pub const TREND: &str = "trend";
+/// Collection of claimed product numbers (so that replicas never give two products one number).
+const NUMS: &str = "product_nums";
 
 /// Payload keys aisle adds next to the product fields (lower-cased filter keys, the
 /// embedded-text hash). They are not part of the product returned to clients.
@@ -85,6 +89,8 @@ pub struct Catalog {
     default_currency: String,
     next_num: Arc<std::sync::atomic::AtomicU64>,
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// This process's name among the replicas sharing the store (its shares of the signals).
+    replica: String,
 }
 
 impl Catalog {
@@ -111,35 +117,68 @@ impl Catalog {
         }
     }
 
-    /// Open the catalog over `store`, creating the products collection if needed.
-    pub async fn open(store: Store, embedder: Embedder) -> Result<Self> {
+    /// Open the catalog over `store`, creating its collections if needed; `replica` names this
+    /// process among those sharing the store.
+    pub async fn open(store: Store, embedder: Embedder, replica: &str) -> Result<Self> {
         store.ensure_collection(&Self::collection_spec(embedder.info().dim)).await?;
-        let top = store
-            .query(
-                PRODUCTS,
-                crate::store::Query {
-                    prefetch: vec![crate::store::Prefetch {
-                        source: crate::store::Source::OrderBy { key: NUM.into(), descending: true },
-                        filter: None,
-                        limit: 1,
-                    }],
-                    ranking: crate::store::Ranking::Rrf { k: 1, weights: None },
-                    filter: None,
-                    limit: 1,
-                    offset: 0,
-                    with_vectors: vec![],
-                },
-            )
+        store.ensure_collection(&shares::collection_spec()).await?;
+        store
+            .ensure_collection(&CollectionSpec {
+                name: NUMS.into(),
+                dense: vec![],
+                sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
+                indexes: vec![(NUM.into(), IndexKind::Integer)],
+                hnsw: true,
+            })
             .await?;
-        let max = top.first().and_then(|h| h.payload.get(NUM)).and_then(Value::as_u64).unwrap_or(0);
-        Ok(Self {
+        let max = top_num(&store, PRODUCTS).await?.max(top_num(&store, NUMS).await?);
+        let catalog = Self {
             store,
             embedder,
             keywords: Arc::new(KeywordEncoder::english()?),
             default_currency: "USD".into(),
             next_num: Arc::new(std::sync::atomic::AtomicU64::new(max + 1)),
             writes: Arc::new(tokio::sync::Mutex::new(())),
-        })
+            replica: replica.to_string(),
+        };
+        catalog.seed_shares().await?;
+        Ok(catalog)
+    }
+
+    /// Numbers for new products, one each, claimed in the store: a number another replica
+    /// claimed first is skipped.
+    async fn allocate_nums(&self, products: &[&str]) -> Result<Vec<u64>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut out = vec![0; products.len()];
+        let mut pending: Vec<usize> = (0..products.len()).collect();
+        while !pending.is_empty() {
+            let start = self.next_num.fetch_add(pending.len() as u64, SeqCst);
+            let points = pending
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| {
+                    let n = start + k as u64;
+                    let payload = serde_json::json!({ NUM: n, "product": products[i] });
+                    Point {
+                        id: num_point(n),
+                        vectors: vec![],
+                        payload: payload.as_object().cloned().unwrap_or_default(),
+                    }
+                })
+                .collect();
+            let won = self.store.claim(NUMS, points).await?;
+            let mut lost = Vec::new();
+            for (k, &i) in pending.iter().enumerate() {
+                let n = start + k as u64;
+                if won.contains(&num_point(n)) { out[i] = n } else { lost.push(i) }
+            }
+            if !lost.is_empty() {
+                let top = top_num(&self.store, NUMS).await?;
+                self.next_num.fetch_max(top + 1, SeqCst);
+            }
+            pending = lost;
+        }
+        Ok(out)
     }
 
     /// The lock every read-modify-write of product points holds (catalog updates, and event
@@ -247,17 +286,26 @@ impl Catalog {
             }
         };
 
+        let fresh: Vec<usize> =
+            (0..products.len()).filter(|i| existing.get(&ids[*i]).and_then(|k| k.num).is_none()).collect();
+        let mut nums: HashMap<usize, u64> = fresh
+            .iter()
+            .copied()
+            .zip(self.allocate_nums(&fresh.iter().map(|&i| products[i].id.as_str()).collect::<Vec<_>>()).await?)
+            .collect();
         let mut summary = WriteSummary { embedded, reused: products.len() - embedded, ..Default::default() };
         let mut points = Vec::with_capacity(products.len());
+        let mut updated = Vec::new();
         for (i, p) in products.into_iter().enumerate() {
             let status = if existing.contains_key(&ids[i]) { WriteStatus::Updated } else { WriteStatus::Created };
             let keywords = self.keywords.document(&text::keyword_text(&p));
             let mut payload = to_payload(&p)?;
             payload.insert(EMBED_HASH.into(), Value::String(hashes[i].clone()));
             let kept = existing.get(&ids[i]);
-            let num = kept
-                .and_then(|k| k.num)
-                .unwrap_or_else(|| self.next_num.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            let num = match kept.and_then(|k| k.num) {
+                Some(n) => n,
+                None => nums.remove(&i).ok_or_else(|| Error::Internal("no number for a new product".into()))?,
+            };
             payload.insert(NUM.into(), Value::from(num));
             if let Some(trend) = kept.and_then(|k| k.trend.clone()) {
                 payload.insert(TREND.into(), trend);
@@ -270,10 +318,15 @@ impl Catalog {
             if let Some(co) = kept.and_then(|k| k.co.clone()) {
                 point_vectors.push((CO_VECTOR.to_string(), co));
             }
+            if status == WriteStatus::Updated {
+                updated.push(p.id.clone());
+            }
             summary.statuses.push((p.id.clone(), status));
             points.push(Point { id: ids[i], vectors: point_vectors, payload });
         }
         self.store.upsert(PRODUCTS, points).await?;
+        // Another replica may have changed the signals kept above since they were read.
+        self.materialise(&updated).await?;
         Ok(summary)
     }
 
@@ -299,6 +352,7 @@ impl Catalog {
             return Ok(false);
         }
         self.store.delete(PRODUCTS, vec![point]).await?;
+        self.delete_shares(id).await?;
         Ok(true)
     }
 
@@ -341,6 +395,34 @@ impl Catalog {
             }
         }
     }
+}
+
+/// The point id of a claimed product number.
+fn num_point(n: u64) -> uuid::Uuid {
+    point_id(NUMS, &n.to_string())
+}
+
+/// The highest `num` in a collection (0 when empty).
+async fn top_num(store: &Store, collection: &str) -> Result<u64> {
+    use crate::store::{Prefetch, Query, Ranking, Source};
+    let top = store
+        .query(
+            collection,
+            Query {
+                prefetch: vec![Prefetch {
+                    source: Source::OrderBy { key: NUM.into(), descending: true },
+                    filter: None,
+                    limit: 1,
+                }],
+                ranking: Ranking::Rrf { k: 1, weights: None },
+                filter: None,
+                limit: 1,
+                offset: 0,
+                with_vectors: vec![],
+            },
+        )
+        .await?;
+    Ok(top.first().and_then(|h| h.payload.get(NUM)).and_then(Value::as_u64).unwrap_or(0))
 }
 
 /// What a product update keeps of the stored point.

@@ -3,9 +3,9 @@
 //! (sparse `co` vector) and the collaborative factors (`collab` vector, after training).
 //!
 //! Events, training and erasure call these typed operations instead of writing payload keys or
-//! vectors of `products` themselves. Not the arithmetic of those signals (decay, counting,
-//! taking an erased event's share away): that stays with `events`, `recommend::train` and
-//! `app::erasure`.
+//! vectors of `products` themselves; `trend` and `co` are written only as the sums of the
+//! replicas' shares (`shares`). Not the arithmetic of those signals (decay, counting, taking an
+//! erased event's share away): that stays with `events`, `recommend::train` and `app::erasure`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -97,9 +97,8 @@ impl Catalog {
     }
 
     /// Write changed signals: trending scores as one payload write, then bought-together
-    /// vectors as one vector write. The caller holds [`Catalog::product_writes`] across its
-    /// read and this write.
-    pub async fn write_signals(&self, updates: Vec<SignalUpdate>) -> Result<()> {
+    /// vectors as one vector write (the sums of the shares, from `shares`).
+    pub(super) async fn write_signals(&self, updates: Vec<SignalUpdate>) -> Result<()> {
         let mut trends = Vec::new();
         let mut vectors = Vec::new();
         for u in updates {

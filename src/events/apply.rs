@@ -1,93 +1,99 @@
-//! How a batch of accepted events changes what aisle knows, in one pass under the catalog's
-//! product-write lock: the events' own records, each product's trending score and
-//! bought-together counts (through the catalog's typed signal writes), and the live profiles of
-//! customers who consented to personalization. Not validation or duplicate detection (that is
+//! How accepted events change what aisle knows: their stored records (claimed by id, so that an
+//! event sent to two replicas at once counts once), each product's popularity and
+//! bought-together counts (this replica's tallies, through the catalog's shares), and the live
+//! profiles of customers who consented to personalization. Not validation (that is
 //! [`Events::ingest`]) and not the HTTP edge.
+//!
+//! Bought together is defined on the stored events alone, so that it does not depend on which
+//! replica saw which event first: a cart or purchase event `f` counts once with every other
+//! product `P` that the same owner (customer with analytics consent, else session) carted or
+//! bought within the window *before* it (ordered by time, then event id). Each such pair is a
+//! fact `(f, P)` in `co_facts`, claimed by whoever finds it first; whoever claims it adds one to
+//! both products' counts. Every replica stores its events before it looks for pairs, so of two
+//! events ingested at once on two replicas at least one sees the other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::profile::Consent;
-use super::{CO_WITH, EVENTS, Event, Events, Kind, POP_TERM, event_point};
-use crate::catalog::{ProductSignals, SignalUpdate};
+use super::{CO_FACTS, EVENTS, Event, Events, Kind, POP_TERM, event_point};
+use crate::catalog::{Tally, popularity_units};
 use crate::error::Result;
-use crate::store::{Condition, Filter, Payload, Point};
+use crate::store::{Condition, Filter, Payload, Point, point_id};
 
 /// Start of the forward-decay clock for popularity (any fixed instant works).
 const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
-/// A product's state while a batch of events changes it.
-struct ProductState {
-    signals: ProductSignals,
-    trend_changed: bool,
-    co_changed: bool,
+/// A stored cart or purchase event, as pairing needs it.
+#[derive(Debug, Clone)]
+struct Basket {
+    id: String,
+    product: String,
+    ts: i64,
 }
 
 impl Events {
-    /// Store events and apply them to profiles, popularity and co-occurrence.
-    pub(super) async fn apply(&self, events: Vec<&Event>) -> Result<()> {
+    /// The forward-decayed log-term an event adds to its product's popularity (`None` for
+    /// kinds that do not add: impressions, returns, low ratings).
+    pub(super) fn popularity_term(&self, e: &Event) -> Option<f64> {
+        let w = self.weight(e.kind, e.value);
+        if w <= 0.0 {
+            return None;
+        }
+        let lambda = std::f64::consts::LN_2 / (self.config.trending_half_life_days * 86_400.0);
+        Some(w.ln() + lambda * (e.timestamp.timestamp() - EPOCH) as f64)
+    }
+
+    /// The bought-together owner of an event: `c:key` for a customer with analytics consent,
+    /// else `s:key` for its session.
+    pub(super) fn owner(e: &Event, consents: &HashMap<String, Consent>) -> Option<String> {
+        match (&e.customer, &e.session) {
+            (Some(c), _) if consents.get(c).is_some_and(|c| c.analytics) => Some(format!("c:{c}")),
+            (_, Some(s)) => Some(format!("s:{s}")),
+            _ => None,
+        }
+    }
+
+    /// Apply events this replica claimed (already stored) to popularity, co-occurrence and
+    /// profiles.
+    pub(super) async fn apply(&self, events: Vec<&Event>, consents: &HashMap<String, Consent>) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
-        // Consent decides what is kept about whom.
-        let mut consents: HashMap<String, Consent> = HashMap::new();
+        let mut tallies: HashMap<String, Tally> = HashMap::new();
         for e in &events {
-            if let Some(c) = &e.customer
-                && !consents.contains_key(c)
-            {
-                consents.insert(c.clone(), self.profiles.consent_of_key(c).await?);
+            if let Some(term) = self.popularity_term(e) {
+                tallies.entry(e.product_id.clone()).or_default().popularity += popularity_units(term);
             }
+        }
+        self.count_co_purchases(&events, consents, &mut tallies).await?;
+        self.catalog.add_signals(tallies).await?;
+
+        // Live profiles (read-modify-write within this process under the product-write lock).
+        let personal: Vec<&Event> = events
+            .iter()
+            .copied()
+            .filter(|e| e.customer.as_ref().is_some_and(|c| consents.get(c).is_some_and(|c| c.personalization)))
+            .collect();
+        if personal.is_empty() {
+            return Ok(());
         }
         let _writes = self.catalog.product_writes().lock().await;
-        // Product vectors and numbers of everything involved, in one read.
-        let mut involved: Vec<String> = events.iter().map(|e| e.product_id.clone()).collect();
-        let mut personal: Vec<&Event> = Vec::new();
-        for e in &events {
-            if e.customer.as_ref().is_some_and(|c| consents[c].personalization) {
-                personal.push(e);
-            }
-        }
         let profiles = self.profiles.load_keys(personal.iter().filter_map(|e| e.customer.clone()).collect()).await?;
+        let mut involved: Vec<String> = personal.iter().map(|e| e.product_id.clone()).collect();
         for p in profiles.values() {
             involved.extend(p.history.iter().map(|h| h.product_id.clone()));
         }
         involved.sort();
         involved.dedup();
-        let mut products: HashMap<String, ProductState> = self
-            .catalog
-            .signals(&involved, true)
-            .await?
-            .into_iter()
-            .map(|(id, signals)| (id, ProductState { signals, trend_changed: false, co_changed: false }))
-            .collect();
-
-        // What each event adds, kept in its record so that erasure can take exactly that away.
-        let pop_terms = self.add_popularity(&events, &mut products);
-        let co_with = self.count_co_purchases(&events, &consents, &mut products).await?;
-        self.store.upsert(EVENTS, event_points(&events, &consents, &pop_terms, &co_with)).await?;
-
-        let updates = products
-            .values()
-            .filter(|p| p.trend_changed || p.co_changed)
-            .map(|p| SignalUpdate {
-                point: p.signals.point,
-                trend: p.trend_changed.then_some(p.signals.trend),
-                co: p.co_changed.then(|| p.signals.co.clone()),
-            })
-            .collect();
-        self.catalog.write_signals(updates).await?;
-
-        // Live profiles.
         let vectors: HashMap<String, Vec<f32>> =
-            products.iter().filter_map(|(k, p)| Some((k.clone(), p.signals.text.clone()?))).collect();
+            self.catalog.signals(&involved, true).await?.into_iter().filter_map(|(k, s)| Some((k, s.text?))).collect();
         self.profiles.apply(profiles, &personal, &vectors, &self.config, |k, v| self.weight(k, v)).await
     }
 
-    /// The cart/purchase products of a customer (`c:key`) or session (`s:key`) since `since`,
-    /// leaving out the events `except`.
-    async fn recent_baskets(&self, owner: &str, since: i64, except: &[Uuid]) -> Result<Vec<(String, i64)>> {
+    /// The stored cart/purchase events of an owner (`c:key` or `s:key`) between two times.
+    async fn baskets(&self, owner: &str, from: i64, to: i64) -> Result<Vec<Basket>> {
         let (field, key) = match owner.split_once(':') {
             Some(("c", k)) => ("customer", k),
             Some((_, k)) => ("session", k),
@@ -96,131 +102,118 @@ impl Events {
         let filter = Filter::default()
             .must(Condition::Keyword { key: field.into(), value: key.into() })
             .must(Condition::KeywordAny { key: "kind".into(), values: vec!["cart".into(), "purchase".into()] })
-            .must(Condition::Range { key: "ts".into(), gte: Some(since as f64), lte: None })
-            .must_not(Condition::HasId(except.to_vec()));
-        let page = self.store.scroll(EVENTS, Some(filter), None, 200).await?;
-        let mut out: Vec<(String, i64)> = page
-            .records
-            .iter()
-            .filter_map(|r| Some((r.payload.get("product_id")?.as_str()?.to_string(), r.payload.get("ts")?.as_i64()?)))
-            .collect();
-        out.sort_by_key(|x| std::cmp::Reverse(x.1));
-        out.dedup_by(|a, b| a.0 == b.0);
-        Ok(out)
-    }
-
-    /// Popularity (everyone, anonymous too; impressions and returns do not add to it): each
-    /// event's forward-decayed log-term, added to its product's trending score.
-    fn add_popularity<'e>(
-        &self,
-        events: &[&'e Event],
-        products: &mut HashMap<String, ProductState>,
-    ) -> HashMap<&'e str, f64> {
-        let mut pop_terms: HashMap<&str, f64> = HashMap::new();
-        let lambda = std::f64::consts::LN_2 / (self.config.trending_half_life_days * 86_400.0);
-        for e in events {
-            let w = self.weight(e.kind, e.value);
-            if w <= 0.0 {
-                continue;
+            .must(Condition::Range { key: "ts".into(), gte: Some(from as f64), lte: Some(to as f64) });
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let page = self.store.scroll(EVENTS, Some(filter.clone()), offset, 1000).await?;
+            for r in &page.records {
+                let p = &r.payload;
+                // The same owner only: a session's events of a consenting customer belong to
+                // the customer.
+                let stored_owner =
+                    match (p.get("customer").and_then(Value::as_str), p.get("session").and_then(Value::as_str)) {
+                        (Some(c), _) => format!("c:{c}"),
+                        (None, Some(s)) => format!("s:{s}"),
+                        _ => continue,
+                    };
+                if stored_owner != owner {
+                    continue;
+                }
+                if let (Some(id), Some(product), Some(ts)) = (
+                    p.get("event_id").and_then(Value::as_str),
+                    p.get("product_id").and_then(Value::as_str),
+                    p.get("ts").and_then(Value::as_i64),
+                ) {
+                    out.push(Basket { id: id.to_string(), product: product.to_string(), ts });
+                }
             }
-            if let Some(p) = products.get_mut(&e.product_id) {
-                let term = w.ln() + lambda * (e.timestamp.timestamp() - EPOCH) as f64;
-                pop_terms.insert(e.id.as_str(), term);
-                p.signals.trend = Some(match p.signals.trend {
-                    Some(t) => log_add_exp(t, term),
-                    None => term,
-                });
-                p.trend_changed = true;
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => return Ok(out),
             }
         }
-
-        pop_terms
     }
 
-    /// Co-occurrence: carts and purchases of one customer (with analytics consent) or
-    /// session within the window count as bought together. Returns, per event, the products
-    /// it was counted with.
-    async fn count_co_purchases<'e>(
+    /// Co-occurrence: find the pairs the new events make with the owners' stored carts and
+    /// purchases, claim them, and count the ones this replica claimed.
+    async fn count_co_purchases(
         &self,
-        events: &[&'e Event],
+        events: &[&Event],
         consents: &HashMap<String, Consent>,
-        products: &mut HashMap<String, ProductState>,
-    ) -> Result<HashMap<&'e str, Vec<String>>> {
-        let mut co_with: HashMap<&str, Vec<String>> = HashMap::new();
+        tallies: &mut HashMap<String, Tally>,
+    ) -> Result<()> {
         let window = (self.config.co_purchase_window_days * 86_400.0) as i64;
-        let batch_points: Vec<Uuid> = events.iter().map(|e| event_point(&e.id)).collect();
-        let mut baskets: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        // New cart/purchase events by owner.
+        let mut by_owner: HashMap<String, Vec<&Event>> = HashMap::new();
         for e in events {
-            if !matches!(e.kind, Kind::Cart | Kind::Purchase) {
-                continue;
-            }
-            let owner = match (&e.customer, &e.session) {
-                (Some(c), _) if consents[c].analytics => format!("c:{c}"),
-                (_, Some(s)) => format!("s:{s}"),
-                _ => continue,
-            };
-            let basket = match baskets.get_mut(&owner) {
-                Some(b) => b,
-                None => {
-                    // Earlier events only: this batch's own are already stored, and are added
-                    // one by one below.
-                    let earlier = self.recent_baskets(&owner, e.timestamp.timestamp() - window, &batch_points).await?;
-                    baskets.entry(owner.clone()).or_insert(earlier)
-                }
-            };
-            for (other, at) in basket.iter() {
-                if other == &e.product_id || (e.timestamp.timestamp() - at).abs() > window {
-                    continue;
-                }
-                let (Some(a_num), Some(b_num)) =
-                    (products.get(other).map(|p| p.signals.num), products.get(&e.product_id).map(|p| p.signals.num))
-                else {
-                    continue;
-                };
-                if let Some(p) = products.get_mut(&e.product_id) {
-                    *p.signals.co.entry(a_num).or_default() += 1.0;
-                    p.co_changed = true;
-                }
-                if let Some(p) = products.get_mut(other) {
-                    *p.signals.co.entry(b_num).or_default() += 1.0;
-                    p.co_changed = true;
-                }
-                co_with.entry(e.id.as_str()).or_default().push(other.clone());
-            }
-            if !basket.iter().any(|(p, _)| p == &e.product_id) {
-                basket.push((e.product_id.clone(), e.timestamp.timestamp()));
+            if matches!(e.kind, Kind::Cart | Kind::Purchase)
+                && let Some(owner) = Self::owner(e, consents)
+            {
+                by_owner.entry(owner).or_default().push(e);
             }
         }
-        Ok(co_with)
+        let mut facts: HashMap<uuid::Uuid, (String, String, Point)> = HashMap::new();
+        for (owner, new) in &by_owner {
+            let from = new.iter().map(|e| e.timestamp.timestamp()).min().unwrap_or(0) - window;
+            let to = new.iter().map(|e| e.timestamp.timestamp()).max().unwrap_or(0) + window;
+            let stored = self.baskets(owner, from, to).await?;
+            for e in new {
+                let me = Basket { id: e.id.clone(), product: e.product_id.clone(), ts: e.timestamp.timestamp() };
+                for other in &stored {
+                    if other.id == me.id || other.product == me.product || (other.ts - me.ts).abs() > window {
+                        continue;
+                    }
+                    let (later, earlier) =
+                        if (other.ts, &other.id) < (me.ts, &me.id) { (&me, other) } else { (other, &me) };
+                    let id = point_id(CO_FACTS, &format!("{}|{}", later.id, earlier.product));
+                    let payload = json!({
+                        "event": later.id, "product": later.product, "other": earlier.product,
+                        "owner": owner, "ts": later.ts,
+                    });
+                    let point =
+                        Point { id, vectors: vec![], payload: payload.as_object().cloned().unwrap_or_default() };
+                    facts.entry(id).or_insert((later.product.clone(), earlier.product.clone(), point));
+                }
+            }
+        }
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let points: Vec<Point> = facts.values().map(|(_, _, p)| p.clone()).collect();
+        let won: HashSet<uuid::Uuid> = self.store.claim(CO_FACTS, points).await?;
+        let mut involved: Vec<String> = facts.values().flat_map(|(a, b, _)| [a.clone(), b.clone()]).collect();
+        involved.sort();
+        involved.dedup();
+        let nums: HashMap<String, u32> =
+            self.catalog.signals(&involved, false).await?.into_iter().map(|(k, s)| (k, s.num)).collect();
+        for (id, (a, b, _)) in &facts {
+            if !won.contains(id) {
+                continue;
+            }
+            let (Some(na), Some(nb)) = (nums.get(a), nums.get(b)) else { continue };
+            tallies.entry(a.clone()).or_default().count_with(*nb, 1);
+            tallies.entry(b.clone()).or_default().count_with(*na, 1);
+        }
+        Ok(())
     }
 }
 
-/// The stored records of a batch: what happened, and what it added (so erasure can take it
-/// away). Without analytics consent the customer key is left out.
-fn event_points(
-    events: &[&Event],
-    consents: &HashMap<String, Consent>,
-    pop_terms: &HashMap<&str, f64>,
-    co_with: &HashMap<&str, Vec<String>>,
-) -> Vec<Point> {
-    let mut points = Vec::with_capacity(events.len());
-    for e in events {
-        let analytics = e.customer.as_ref().is_some_and(|c| consents[c].analytics);
-        let mut payload = Payload::new();
-        payload.insert("event_id".into(), json!(e.id));
-        payload.insert("customer".into(), if analytics { json!(e.customer) } else { Value::Null });
-        payload.insert("session".into(), json!(e.session));
-        payload.insert("product_id".into(), json!(e.product_id));
-        payload.insert("kind".into(), json!(e.kind.as_str()));
-        payload.insert("value".into(), json!(e.value));
-        payload.insert("ts".into(), json!(e.timestamp.timestamp()));
-        payload.insert("rec_id".into(), json!(e.rec_id.map(|r| r.to_string())));
-        payload.insert(POP_TERM.into(), json!(pop_terms.get(e.id.as_str())));
-        payload.insert(CO_WITH.into(), json!(co_with.get(e.id.as_str()).cloned().unwrap_or_default()));
-        points.push(Point { id: event_point(&e.id), vectors: vec![], payload });
-    }
-
-    points
+/// The stored record of an accepted event: what happened, and the popularity term it adds (so
+/// that erasure can take it away). Without analytics consent the customer key is left out.
+pub(super) fn event_record(e: &Event, consents: &HashMap<String, Consent>, pop_term: Option<f64>) -> Point {
+    let analytics = e.customer.as_ref().is_some_and(|c| consents.get(c).is_some_and(|c| c.analytics));
+    let mut payload = Payload::new();
+    payload.insert("event_id".into(), json!(e.id));
+    payload.insert("customer".into(), if analytics { json!(e.customer) } else { Value::Null });
+    payload.insert("session".into(), json!(e.session));
+    payload.insert("product_id".into(), json!(e.product_id));
+    payload.insert("kind".into(), json!(e.kind.as_str()));
+    payload.insert("value".into(), json!(e.value));
+    payload.insert("ts".into(), json!(e.timestamp.timestamp()));
+    payload.insert("rec_id".into(), json!(e.rec_id.map(|r| r.to_string())));
+    payload.insert(POP_TERM.into(), json!(pop_term));
+    Point { id: event_point(&e.id), vectors: vec![], payload }
 }
 
 /// `ln(e^a + e^b)` without overflow.

@@ -19,6 +19,8 @@ mod event;
 pub mod import;
 pub mod profile;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -38,8 +40,11 @@ pub const EVENTS: &str = "events";
 
 /// Event payload: the log-term this event added to its product's trending score.
 pub const POP_TERM: &str = "pop_term";
-/// Event payload: the products this event was counted as bought together with.
+/// Event payload (of events stored before bought-together facts existed): the products this
+/// event was counted as bought together with.
 pub const CO_WITH: &str = "co_with";
+/// Logical name of the bought-together facts collection (see `apply`).
+pub const CO_FACTS: &str = "co_facts";
 
 /// The event service.
 #[derive(Clone)]
@@ -70,6 +75,17 @@ pub fn collection_spec() -> CollectionSpec {
     }
 }
 
+/// The bought-together facts collection's layout.
+fn facts_spec() -> CollectionSpec {
+    CollectionSpec {
+        name: CO_FACTS.into(),
+        dense: vec![],
+        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
+        indexes: vec![("owner".into(), IndexKind::Keyword), ("ts".into(), IndexKind::Integer)],
+        hnsw: true,
+    }
+}
+
 fn event_point(id: &str) -> Uuid {
     point_id(EVENTS, id)
 }
@@ -84,6 +100,7 @@ impl Events {
         config: EventsConfig,
     ) -> Result<Self> {
         store.ensure_collection(&collection_spec()).await?;
+        store.ensure_collection(&facts_spec()).await?;
         Ok(Self { store, catalog, profiles, keys, config })
     }
 
@@ -164,16 +181,9 @@ impl Events {
         // Unknown products are per-event errors.
         let product_ids: Vec<String> = staged.iter().map(|(_, e, _)| e.product_id.clone()).collect();
         let known = self.catalog.existing_ids(&product_ids).await?;
-        // Duplicates: ids already stored, or repeated within the batch.
+        // Repeated within the batch: duplicates.
         let ids: Vec<String> =
             staged.iter().map(|(_, e, _)| e.id.clone().unwrap_or_else(|| Uuid::new_v4().to_string())).collect();
-        let stored: std::collections::HashSet<Uuid> = self
-            .store
-            .retrieve(EVENTS, ids.iter().map(|i| event_point(i)).collect(), vec![])
-            .await?
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
         let mut seen = std::collections::HashSet::new();
         let mut events = Vec::new();
         for ((i, input, ts), id) in staged.into_iter().zip(ids) {
@@ -186,7 +196,7 @@ impl Events {
                 });
                 continue;
             }
-            if stored.contains(&event_point(&id)) || !seen.insert(id.clone()) {
+            if !seen.insert(id.clone()) {
                 results[i] = Some(EventOutcome::Duplicate { id });
                 continue;
             }
@@ -206,9 +216,28 @@ impl Events {
                     rec_id: input.rec_id.as_deref().and_then(|r| Uuid::parse_str(r).ok()),
                 },
             ));
-            results[i] = Some(EventOutcome::Accepted { id });
         }
-        self.apply(events.iter().map(|(_, e)| e).collect()).await?;
+        // Consent decides what is kept about whom.
+        let mut consents: HashMap<String, Consent> = HashMap::new();
+        for (_, e) in &events {
+            if let Some(c) = &e.customer
+                && !consents.contains_key(c)
+            {
+                consents.insert(c.clone(), self.profiles.consent_of_key(c).await?);
+            }
+        }
+        // Stored by claiming the event's id: an id stored before (by any replica) is a duplicate.
+        let records = events.iter().map(|(_, e)| apply::event_record(e, &consents, self.popularity_term(e))).collect();
+        let won = self.store.claim(EVENTS, records).await?;
+        let (accepted, duplicates): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|(_, e)| won.contains(&event_point(&e.id)));
+        for (i, e) in duplicates {
+            results[i] = Some(EventOutcome::Duplicate { id: e.id });
+        }
+        for (i, e) in &accepted {
+            results[*i] = Some(EventOutcome::Accepted { id: e.id.clone() });
+        }
+        self.apply(accepted.iter().map(|(_, e)| e).collect(), &consents).await?;
         for r in results.into_iter().flatten() {
             match &r {
                 EventOutcome::Accepted { .. } => report.accepted += 1,
@@ -217,7 +246,7 @@ impl Events {
             }
             report.results.push(r);
         }
-        Ok((report, events.into_iter().map(|(_, e)| e).collect()))
+        Ok((report, accepted.into_iter().map(|(_, e)| e).collect()))
     }
 
     /// Every stored event of a customer key (payloads), oldest first.
@@ -239,7 +268,8 @@ impl Events {
 
     /// Rewrite the events collection from its live points, so deleted events leave the disk.
     pub async fn compact(&self) -> Result<()> {
-        self.store.compact(EVENTS).await
+        self.store.compact(EVENTS).await?;
+        self.store.compact(CO_FACTS).await
     }
 
     /// Every stored event kept with a customer key (analytics consent), page by page in point
@@ -272,10 +302,31 @@ impl Events {
         }
     }
 
-    /// Delete every event of a customer key.
+    /// The bought-together facts of a customer key: (product, other product) per fact.
+    pub async fn facts_of_customer(&self, customer_key: &str) -> Result<Vec<(String, String)>> {
+        let filter =
+            Filter::default().must(Condition::Keyword { key: "owner".into(), value: format!("c:{customer_key}") });
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let page = self.store.scroll(CO_FACTS, Some(filter.clone()), offset, 1000).await?;
+            out.extend(page.records.iter().filter_map(|r| {
+                Some((r.payload.get("product")?.as_str()?.to_string(), r.payload.get("other")?.as_str()?.to_string()))
+            }));
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Delete every event of a customer key, and its bought-together facts.
     pub async fn delete_of_customer(&self, customer_key: &str) -> Result<()> {
         let filter = Filter::default().must(Condition::Keyword { key: "customer".into(), value: customer_key.into() });
-        self.store.delete_by_filter(EVENTS, filter).await
+        self.store.delete_by_filter(EVENTS, filter).await?;
+        let facts =
+            Filter::default().must(Condition::Keyword { key: "owner".into(), value: format!("c:{customer_key}") });
+        self.store.delete_by_filter(CO_FACTS, facts).await
     }
 
     /// Retention: delete events older than `events.max_age_days`, then rewrite the collection
@@ -286,8 +337,13 @@ impl Events {
             Filter::default().must(Condition::Range { key: "ts".into(), gte: None, lte: Some((cutoff - 1) as f64) });
         let n = self.store.count(EVENTS, Some(filter.clone())).await?;
         if n > 0 {
-            self.store.delete_by_filter(EVENTS, filter).await?;
+            self.store.delete_by_filter(EVENTS, filter.clone()).await?;
             self.store.compact(EVENTS).await?;
+        }
+        // Their bought-together facts go too (the counts they added stay, as the events' do).
+        if self.store.count(CO_FACTS, Some(filter.clone())).await? > 0 {
+            self.store.delete_by_filter(CO_FACTS, filter).await?;
+            self.store.compact(CO_FACTS).await?;
         }
         Ok(n)
     }

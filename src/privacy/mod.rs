@@ -57,6 +57,13 @@ impl Keyring {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A fingerprint of the secret (not the secret): two keyrings with the same fingerprint
+    /// derive the same keys. Stored next to the data so that a replica with another secret is
+    /// refused instead of filing the same customer under two keys.
+    pub fn fingerprint(&self) -> String {
+        self.mac("fingerprint", "aisle")[..32].to_string()
+    }
+
     /// The pseudonymous key of a customer id.
     pub fn customer_key(&self, customer_id: &str) -> String {
         self.mac("customer", customer_id)

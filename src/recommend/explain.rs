@@ -19,7 +19,7 @@ use crate::store::Vector;
 impl Recommender {
     /// The response of `chosen`: anchors (when `anchored`: a known customer or a session) and
     /// explanations; what was served goes into the statistics under a new `rec_id`.
-    pub(super) fn respond(
+    pub(super) async fn respond(
         &self,
         chosen: Vec<Candidate>,
         anchors: &[AnchorItem],
@@ -44,7 +44,7 @@ impl Recommender {
             ));
             items.push(RecItem { product, score: hit.score, sources: srcs, anchor, explanation });
         }
-        self.stats.record(rec_id, &served, Utc::now());
+        self.stats.record(rec_id, &served, Utc::now()).await?;
         Ok(Recommendations { rec_id, personalized, sources, items })
     }
 }

@@ -122,7 +122,7 @@ impl Recommender {
         self.fill(&mut chosen, &filter, limit).await?;
 
         let anchored = personal.is_some() || !req.session_items.is_empty();
-        self.respond(chosen, &anchors, anchored, personal.is_some(), sources.iter().map(|(s, _)| *s).collect())
+        self.respond(chosen, &anchors, anchored, personal.is_some(), sources.iter().map(|(s, _)| *s).collect()).await
     }
 
     /// Products ordered by popularity, filtered; filled with other matching products.

@@ -3,9 +3,17 @@
 //! day and source (impressions, clicks, carts, purchases) give CTR, add-to-cart and
 //! conversion rates.
 //!
-//! Counters and records live in memory and are written to the store every few seconds (and on
-//! shutdown): a crash loses at most that much of the statistics, never catalog or event data.
-//! An event's click, cart or purchase counts once per item of a response.
+//! Several aisle processes may share one store (see `app::replica`): each keeps its own
+//! counters (points keyed by day, source and replica, written only by it), and a report sums
+//! every replica's. An event's click, cart or purchase counts once per item of a response,
+//! whichever replica receives it: the first to claim `(rec_id, product, kind)` in the store
+//! counts it.
+//!
+//! Counters live in memory and are written to the store every few seconds (and on shutdown,
+//! and before a report): a crash loses at most that much of the statistics, never catalog or
+//! event data. On a shared server a response's record is written before the response leaves,
+//! so that a replica receiving its clicks can attribute them at once; on the embedded store
+//! (one process) records are buffered with the counters.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -23,6 +31,8 @@ use crate::store::{CollectionSpec, IndexKind, Point, SparseSpec, Store, point_id
 pub const STATS: &str = "rec_stats";
 /// Collection of recommendation responses (which source placed which item).
 pub const RECS: &str = "recs";
+/// Collection of attributions claimed: one point per (rec_id, product, kind) counted.
+const ATTRIBUTIONS: &str = "rec_attributions";
 /// Responses remembered in memory for attribution (older ones are read from the store).
 const MEMORY: usize = 100_000;
 
@@ -61,8 +71,6 @@ impl Counters {
 struct RecRecord {
     ts: i64,
     items: HashMap<String, String>,
-    #[serde(default)]
-    attributed: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -78,6 +86,8 @@ struct Inner {
 pub struct Stats {
     store: Store,
     inner: Mutex<Inner>,
+    /// This process's name among the replicas sharing the store.
+    replica: String,
 }
 
 fn spec(name: &str, indexes: Vec<(String, IndexKind)>) -> CollectionSpec {
@@ -90,39 +100,59 @@ fn spec(name: &str, indexes: Vec<(String, IndexKind)>) -> CollectionSpec {
     }
 }
 
-fn counter_point(day: NaiveDate, source: &str) -> Uuid {
-    point_id(STATS, &format!("{day}|{source}"))
+fn counter_point(day: NaiveDate, source: &str, replica: &str) -> Uuid {
+    point_id(STATS, &format!("{day}|{source}|{replica}"))
+}
+
+/// Every stored counter point: (day, source, replica (empty for points written before
+/// replicas), counters).
+async fn stored_counters(store: &Store) -> Result<Vec<(NaiveDate, String, String, Counters)>> {
+    let mut out = Vec::new();
+    let mut offset = None;
+    loop {
+        let page = store.scroll(STATS, None, offset, 1000).await?;
+        for r in &page.records {
+            let p = &r.payload;
+            let (Some(day), Some(source)) =
+                (p.get("day").and_then(Value::as_str), p.get("source").and_then(Value::as_str))
+            else {
+                continue;
+            };
+            let Ok(day) = day.parse::<NaiveDate>() else { continue };
+            let replica = p.get("replica").and_then(Value::as_str).unwrap_or("").to_string();
+            let c: Counters = serde_json::from_value(Value::Object(p.clone())).unwrap_or_default();
+            out.push((day, source.to_string(), replica, c));
+        }
+        match page.next {
+            Some(n) => offset = Some(n),
+            None => return Ok(out),
+        }
+    }
 }
 
 impl Stats {
-    /// Open the statistics, loading the stored counters.
-    pub async fn open(store: Store) -> Result<Self> {
+    /// Open the statistics of replica `replica`, loading its stored counters.
+    pub async fn open(store: Store, replica: &str) -> Result<Self> {
         store.ensure_collection(&spec(STATS, vec![("day".into(), IndexKind::Keyword)])).await?;
         store.ensure_collection(&spec(RECS, vec![("ts".into(), IndexKind::Integer)])).await?;
+        store.ensure_collection(&spec(ATTRIBUTIONS, vec![("ts".into(), IndexKind::Integer)])).await?;
         let mut inner = Inner::default();
-        let mut offset = None;
-        loop {
-            let page = store.scroll(STATS, None, offset, 1000).await?;
-            for r in &page.records {
-                let (Some(day), Some(source)) =
-                    (r.payload.get("day").and_then(Value::as_str), r.payload.get("source").and_then(Value::as_str))
-                else {
-                    continue;
-                };
-                let Ok(day) = day.parse::<NaiveDate>() else { continue };
-                let c: Counters = serde_json::from_value(Value::Object(r.payload.clone())).unwrap_or_default();
-                inner.counters.insert((day, source.to_string()), c);
-            }
-            match page.next {
-                Some(n) => offset = Some(n),
-                None => break,
+        for (day, source, owner, c) in stored_counters(&store).await? {
+            if owner == replica {
+                inner.counters.insert((day, source), c);
             }
         }
-        Ok(Self { store, inner: Mutex::new(inner) })
+        Ok(Self { store, inner: Mutex::new(inner), replica: replica.to_string() })
     }
 
-    /// A response was served: `items` are (product id, source that placed it).
-    pub fn record(&self, rec_id: Uuid, items: &[(String, String)], at: DateTime<Utc>) {
+    /// A response was served: `items` are (product id, source that placed it). On a shared
+    /// server the record is written before this returns.
+    pub async fn record(&self, rec_id: Uuid, items: &[(String, String)], at: DateTime<Utc>) -> Result<()> {
+        let record = RecRecord { ts: at.timestamp(), items: items.iter().cloned().collect() };
+        let shared = self.store.is_remote();
+        if shared {
+            self.store.upsert(RECS, vec![rec_point(rec_id, &record)?]).await?;
+        }
         let mut g = self.inner.lock();
         let day = at.date_naive();
         for (_, source) in items {
@@ -130,11 +160,11 @@ impl Stats {
             g.counters.entry(key.clone()).or_default().impressions += 1;
             g.dirty_counters.insert(key);
         }
-        let record =
-            RecRecord { ts: at.timestamp(), items: items.iter().cloned().collect(), attributed: HashSet::new() };
         g.recs.insert(rec_id, record);
         g.order.push_back(rec_id);
-        g.dirty_recs.insert(rec_id);
+        if !shared {
+            g.dirty_recs.insert(rec_id);
+        }
         while g.order.len() > MEMORY {
             if let Some(old) = g.order.pop_front()
                 && !g.dirty_recs.contains(&old)
@@ -142,29 +172,38 @@ impl Stats {
                 g.recs.remove(&old);
             }
         }
+        Ok(())
     }
 
-    /// An event carrying `rec_id` happened to `product_id`: count it for the item's source.
+    /// An event carrying `rec_id` happened to `product_id`: count it for the item's source,
+    /// once per (response, product, kind) across all replicas.
     pub async fn attribute(&self, rec_id: Uuid, product_id: &str, kind: Kind, at: DateTime<Utc>) -> Result<()> {
         if !matches!(kind, Kind::Click | Kind::Cart | Kind::Purchase) {
             return Ok(());
         }
-        let known = self.inner.lock().recs.contains_key(&rec_id);
-        if !known {
-            // Served before this process started (or long ago): read its record back.
-            let Some(r) = self.store.retrieve(RECS, vec![rec_id], vec![]).await?.pop() else { return Ok(()) };
-            let Ok(record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else { return Ok(()) };
-            let mut g = self.inner.lock();
-            g.recs.entry(rec_id).or_insert(record);
-            g.order.push_back(rec_id);
-        }
-        let mut g = self.inner.lock();
-        let Some(rec) = g.recs.get_mut(&rec_id) else { return Ok(()) };
-        let Some(source) = rec.items.get(product_id).cloned() else { return Ok(()) };
-        if !rec.attributed.insert(format!("{product_id}|{}", kind.as_str())) {
+        let known = self.inner.lock().recs.get(&rec_id).map(|r| r.items.get(product_id).cloned());
+        let source = match known {
+            Some(source) => source,
+            None => {
+                // Served by another replica, before this process started, or long ago.
+                let Some(r) = self.store.retrieve(RECS, vec![rec_id], vec![]).await?.pop() else { return Ok(()) };
+                let Ok(record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else {
+                    return Ok(());
+                };
+                let source = record.items.get(product_id).cloned();
+                let mut g = self.inner.lock();
+                g.recs.entry(rec_id).or_insert(record);
+                g.order.push_back(rec_id);
+                source
+            }
+        };
+        let Some(source) = source else { return Ok(()) };
+        let claim = point_id(ATTRIBUTIONS, &format!("{rec_id}|{product_id}|{}", kind.as_str()));
+        let payload = json!({ "ts": at.timestamp() }).as_object().cloned().unwrap_or_default();
+        if self.store.claim(ATTRIBUTIONS, vec![Point { id: claim, vectors: vec![], payload }]).await?.is_empty() {
             return Ok(());
         }
-        g.dirty_recs.insert(rec_id);
+        let mut g = self.inner.lock();
         let key = (at.date_naive(), source);
         let c = g.counters.entry(key.clone()).or_default();
         match kind {
@@ -203,34 +242,29 @@ impl Stats {
                 let mut payload = serde_json::to_value(c).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
                 payload.insert("day".into(), json!(day.to_string()));
                 payload.insert("source".into(), json!(source));
-                Point { id: counter_point(day, &source), vectors: vec![], payload }
+                payload.insert("replica".into(), json!(self.replica));
+                Point { id: counter_point(day, &source, &self.replica), vectors: vec![], payload }
             })
             .collect();
         self.store.upsert(STATS, points).await?;
-        let points = recs
-            .into_iter()
-            .map(|(id, r)| {
-                let payload = serde_json::to_value(r)
-                    .map_err(|e| Error::Internal(e.to_string()))?
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                Ok(Point { id, vectors: vec![], payload })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let points = recs.into_iter().map(|(id, r)| rec_point(id, &r)).collect::<Result<Vec<_>>>()?;
         self.store.upsert(RECS, points).await
     }
 
-    /// Counters from `from` to `to` (inclusive): per source, per day and source, and in total.
-    pub fn report(&self, from: NaiveDate, to: NaiveDate) -> Value {
-        let g = self.inner.lock();
+    /// Counters from `from` to `to` (inclusive), summed over every replica sharing the store:
+    /// per source, per day and source, and in total. This replica's are written first.
+    pub async fn report(&self, from: NaiveDate, to: NaiveDate) -> Result<Value> {
+        self.flush().await?;
+        let mut counters: BTreeMap<(NaiveDate, String), Counters> = BTreeMap::new();
+        for (day, source, _, c) in stored_counters(&self.store).await? {
+            if (from..=to).contains(&day) {
+                counters.entry((day, source)).or_default().add(&c);
+            }
+        }
         let mut per_source: BTreeMap<String, Counters> = BTreeMap::new();
         let mut total = Counters::default();
         let mut days = Vec::new();
-        for ((day, source), c) in g.counters.range((from, String::new())..) {
-            if *day > to {
-                break;
-            }
+        for ((day, source), c) in &counters {
             per_source.entry(source.clone()).or_default().add(c);
             total.add(c);
             let mut row = c.to_json();
@@ -238,12 +272,19 @@ impl Stats {
             row["source"] = json!(source);
             days.push(row);
         }
-        json!({
+        Ok(json!({
             "from": from.to_string(),
             "to": to.to_string(),
             "total": total.to_json(),
             "per_source": per_source.iter().map(|(s, c)| (s.clone(), c.to_json())).collect::<serde_json::Map<_, _>>(),
             "per_day": days,
-        })
+        }))
     }
+}
+
+/// The stored point of a response's record.
+fn rec_point(id: Uuid, r: &RecRecord) -> Result<Point> {
+    let payload =
+        serde_json::to_value(r).map_err(|e| Error::Internal(e.to_string()))?.as_object().cloned().unwrap_or_default();
+    Ok(Point { id, vectors: vec![], payload })
 }

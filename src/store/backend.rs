@@ -24,6 +24,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// A short description of the backend for logs and `/readyz`.
     fn describe(&self) -> String;
 
+    /// Whether other processes may share the engine (a server), rather than this one alone.
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     /// Whether the engine answers now (an embedded engine always does).
     fn health(&self) -> BoxFuture<'_, Result<()>>;
 
@@ -33,6 +38,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// Insert or replace points.
     fn upsert(&self, collection: String, points: Vec<Point>) -> BoxFuture<'_, Result<()>>;
+
+    /// Insert the points whose ids do not exist yet, leaving existing points untouched, as one
+    /// atomic check per point in the engine; then read every point of `points` back (payloads
+    /// only, as stored now). Two writers inserting the same id concurrently: one wins, and both
+    /// read the winner's payload.
+    fn insert(&self, collection: String, points: Vec<Point>) -> BoxFuture<'_, Result<Vec<Record>>>;
 
     /// Merge `payload` keys into the points' payloads.
     fn set_payload(&self, collection: String, ids: Vec<Uuid>, payload: Payload) -> BoxFuture<'_, Result<()>>;
@@ -71,7 +82,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         with_vectors: Vec<String>,
     ) -> BoxFuture<'_, Result<Page>>;
 
-    /// Every collection of aisle's in the engine (full names).
+    /// Every collection of this store in the engine (full names): on a server, those stamped as
+    /// aisle's and made with this store's collection prefix.
     fn list_collections(&self) -> BoxFuture<'_, Result<Vec<String>>>;
 
     /// What a collection holds (its vectors, sparse vectors, payload indexes and whether it has

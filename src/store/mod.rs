@@ -20,7 +20,7 @@ mod edge;
 pub mod migrate;
 mod remote;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,6 +30,9 @@ use uuid::Uuid;
 use self::backend::Backend;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
+
+/// The payload key of [`Store::claim`]'s token.
+pub const CLAIM: &str = "claim";
 
 /// A JSON object: a point's payload.
 pub type Payload = Map<String, Value>;
@@ -345,6 +348,12 @@ impl Store {
         self.backend.describe()
     }
 
+    /// Whether other aisle processes may share this store (a Qdrant server), rather than this
+    /// process alone (the embedded engine).
+    pub fn is_remote(&self) -> bool {
+        self.backend.is_remote()
+    }
+
     /// Whether the engine answers now ([`Error::Unavailable`] when a server does not).
     pub async fn health(&self) -> Result<()> {
         self.backend.health().await
@@ -368,6 +377,26 @@ impl Store {
             return Ok(());
         }
         self.backend.upsert(self.full(collection), points).await
+    }
+
+    /// Claim points: insert those whose ids are new, leave existing ones untouched, and return
+    /// the ids this call created. Each point is stamped with a token of this call under
+    /// [`CLAIM`]; reading the points back tells which were ours. Several processes claiming the
+    /// same id at once (on one server or cluster): exactly one gets it. Durable when it returns.
+    pub async fn claim(&self, collection: &str, mut points: Vec<Point>) -> Result<HashSet<Uuid>> {
+        if points.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let token = Uuid::new_v4().to_string();
+        for p in &mut points {
+            p.payload.insert(CLAIM.into(), Value::String(token.clone()));
+        }
+        let stored = self.backend.insert(self.full(collection), points).await?;
+        Ok(stored
+            .into_iter()
+            .filter(|r| r.payload.get(CLAIM).and_then(Value::as_str) == Some(token.as_str()))
+            .map(|r| r.id)
+            .collect())
     }
 
     /// Merge `payload` keys into the points' payloads. Durable when it returns.
@@ -483,7 +512,7 @@ impl Store {
     }
 
     /// Build indexes now, whatever the thresholds say (after a bulk import); on a Qdrant server,
-    /// wait until the server's optimizers have finished with every collection.
+    /// wait until the server's optimizers have finished with every collection of this store.
     pub async fn optimize(&self) -> Result<bool> {
         self.backend.maintain(true).await
     }

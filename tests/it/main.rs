@@ -17,6 +17,7 @@ mod products;
 mod qdrant;
 mod recommend;
 mod remote;
+mod replicas;
 mod search;
 mod store;
 mod train;

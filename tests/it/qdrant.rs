@@ -58,11 +58,19 @@ impl QdrantServer {
     /// Start a server in a fresh temporary directory with extra `QDRANT__...` settings and
     /// arguments, and wait until it is ready. `None` when there is no binary.
     pub fn start(name: &str, env: &[(&str, &str)], args: &[&str]) -> Option<QdrantServer> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::launch(name, (free_port(), free_port(), free_port()), env, args)
+    }
+
+    /// Start a cluster peer on fixed ports (`ports`: http, grpc, p2p) with its own arguments.
+    pub fn start_peer(name: &str, ports: (u16, u16, u16), args: &[&str]) -> Option<QdrantServer> {
+        Self::launch(name, ports, vec![("QDRANT__CLUSTER__ENABLED".into(), "true".into())], args)
+    }
+
+    /// A server in a fresh directory on `ports` (http, grpc, p2p), started and ready.
+    fn launch(name: &str, ports: (u16, u16, u16), env: Vec<(String, String)>, args: &[&str]) -> Option<QdrantServer> {
         binary()?;
         let dir = super::harness::temp_dir(&format!("qdrant-{name}"));
-        let ports = (free_port(), free_port(), free_port());
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let args = args.iter().map(|s| s.to_string()).collect();
         let mut server = QdrantServer {
             grpc_url: format!("http://127.0.0.1:{}", ports.1),
             http_url: format!("http://127.0.0.1:{}", ports.0),
@@ -71,25 +79,6 @@ impl QdrantServer {
             dir: Some(dir),
             ports,
             env,
-            args,
-            exited: None,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    /// Start a cluster peer on fixed ports (`ports`: http, grpc, p2p) with its own arguments.
-    pub fn start_peer(name: &str, ports: (u16, u16, u16), args: &[&str]) -> Option<QdrantServer> {
-        binary()?;
-        let dir = super::harness::temp_dir(&format!("qdrant-{name}"));
-        let mut server = QdrantServer {
-            grpc_url: format!("http://127.0.0.1:{}", ports.1),
-            http_url: format!("http://127.0.0.1:{}", ports.0),
-            storage: Some(dir.join("storage")),
-            pid: None,
-            dir: Some(dir),
-            ports,
-            env: vec![("QDRANT__CLUSTER__ENABLED".into(), "true".into())],
             args: args.iter().map(|s| s.to_string()).collect(),
             exited: None,
         };

@@ -68,6 +68,7 @@ conformance!(
     scroll_pages_in_id_order,
     queries_rank_filter_and_page,
     collections_grow_and_refuse_mismatches,
+    claims_go_to_exactly_one_claimer,
 );
 
 const C: &str = "things";
@@ -480,5 +481,45 @@ fn assert_same_ranking(a: &[aisle::store::Hit], b: &[aisle::store::Hit], what: &
             assert_eq!(ids(&a[start..end]), ids(&b[start..end]), "{what}: different points at ranks {start}..{end}");
         }
         start = end;
+    }
+}
+
+/// Claims: new ids are created and reported as ours, existing ones are left untouched, and of
+/// many claimers racing for the same ids each id goes to exactly one.
+async fn claims_go_to_exactly_one_claimer(store: &Store) {
+    loaded(store).await;
+    let point = |i: usize, who: &str| Point {
+        id: id(i),
+        vectors: vec![],
+        payload: json!({"id": format!("p{i}"), "kind": who}).as_object().unwrap().clone(),
+    };
+    // p1 exists: not ours, and untouched; p20 and p21 are new.
+    let won = store.claim(C, vec![point(1, "claimed"), point(20, "first"), point(21, "first")]).await.unwrap();
+    assert_eq!(won, [id(20), id(21)].into_iter().collect());
+    let p1 = store.retrieve(C, vec![id(1)], vec!["text".into()]).await.unwrap().remove(0);
+    assert_eq!(p1.payload["kind"], "chair", "an existing point is not overwritten");
+    assert!(p1.vectors.contains_key("text"), "nor its vectors dropped");
+    assert!(store.claim(C, vec![point(20, "second")]).await.unwrap().is_empty(), "claimed once only");
+    assert_eq!(store.retrieve(C, vec![id(20)], vec![]).await.unwrap()[0].payload["kind"], "first");
+
+    // Eight claimers race for the same forty ids, each in its own task.
+    let ids: Vec<usize> = (100..140).collect();
+    let racers: Vec<_> = (0..8)
+        .map(|r| {
+            let store = store.clone();
+            let points: Vec<Point> = ids.iter().map(|&i| point(i, &format!("racer-{r}"))).collect();
+            tokio::spawn(async move { store.claim(C, points).await.unwrap() })
+        })
+        .collect();
+    let mut owners = std::collections::HashMap::new();
+    for (r, racer) in racers.into_iter().enumerate() {
+        for won in racer.await.unwrap() {
+            assert!(owners.insert(won, r).is_none(), "{won} was claimed twice");
+        }
+    }
+    assert_eq!(owners.len(), ids.len(), "every id was claimed by someone");
+    let stored = store.retrieve(C, ids.iter().map(|&i| id(i)).collect(), vec![]).await.unwrap();
+    for r in stored {
+        assert_eq!(r.payload["kind"], format!("racer-{}", owners[&r.id]), "the stored point is the winner's");
     }
 }

@@ -44,8 +44,9 @@ use futures::future::BoxFuture;
 use parking_lot::RwLock;
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
-    EdgeShard, Fusion, PointId as EdgePointId, PointInsertOperations, PointOperations, Prefetch as EdgePrefetch,
-    QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation, Vectors, WithPayloadInterface, WithVector,
+    ConditionalInsertOperation, EdgeShard, Fusion, PointId as EdgePointId, PointInsertOperations, PointOperations,
+    Prefetch as EdgePrefetch, QueryRequest, ScoringQuery, ScrollRequest, UpdateMode, UpdateOperation, Vectors,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -169,6 +170,24 @@ impl EdgeStore {
         ))))?;
         c.unindexed.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Insert the points that do not exist yet (one conditional write: the engine checks and
+    /// writes under its own lock), then read them all back.
+    pub fn insert(&self, collection: &str, points: Vec<Point>) -> Result<Vec<Record>> {
+        let c = self.get(collection)?;
+        let ids: Vec<Uuid> = points.iter().map(|p| p.id).collect();
+        let n = points.len();
+        let points = points.into_iter().map(to_edge_point).collect::<Result<Vec<_>>>()?;
+        c.write(UpdateOperation::PointOperation(PointOperations::UpsertPointsConditional(
+            ConditionalInsertOperation {
+                points_op: PointInsertOperations::PointsList(points),
+                condition: Default::default(),
+                update_mode: Some(UpdateMode::InsertOnly),
+            },
+        )))?;
+        c.unindexed.fetch_add(n, Ordering::Relaxed);
+        self.retrieve(collection, &ids, &[])
     }
 
     /// Merge payload keys into points and flush.
@@ -431,6 +450,10 @@ impl Backend for EdgeBackend {
 
     fn upsert(&self, collection: String, points: Vec<Point>) -> BoxFuture<'_, Result<()>> {
         self.run(move |e| e.upsert(&collection, points))
+    }
+
+    fn insert(&self, collection: String, points: Vec<Point>) -> BoxFuture<'_, Result<Vec<Record>>> {
+        self.run(move |e| e.insert(&collection, points))
     }
 
     fn set_payload(&self, collection: String, ids: Vec<Uuid>, payload: Payload) -> BoxFuture<'_, Result<()>> {

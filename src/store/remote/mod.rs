@@ -55,6 +55,8 @@ pub(crate) struct Layout {
     pub on_disk_payload: bool,
     /// Dense vectors on disk.
     pub on_disk_vectors: bool,
+    /// The store's collection prefix (stamped on the collections it creates).
+    pub prefix: String,
 }
 
 /// A Qdrant server as the store's engine.
@@ -92,6 +94,7 @@ impl RemoteBackend {
                 write_consistency_factor: config.write_consistency_factor,
                 on_disk_payload: config.on_disk_payload,
                 on_disk_vectors: config.on_disk_vectors,
+                prefix: config.collection_prefix.clone(),
             },
             timeout_secs: config.timeout_secs,
         })
@@ -105,6 +108,55 @@ impl RemoteBackend {
     /// Medium write ordering: one elected replica orders the writes to a shard.
     fn ordering() -> Option<q::WriteOrdering> {
         Some(q::WriteOrdering { r#type: q::WriteOrderingType::Medium as i32 })
+    }
+
+    /// Write points in chunks of [`WRITE_CHUNK`], each waited for, in `mode`.
+    async fn upsert_chunks(&self, collection: &str, points: Vec<q::PointStruct>, mode: q::UpdateMode) -> Result<()> {
+        for points in chunks(points) {
+            let request = q::UpsertPoints {
+                collection_name: collection.to_string(),
+                wait: Some(true),
+                points,
+                ordering: Self::ordering(),
+                timeout: Some(self.timeout_secs),
+                update_mode: Some(mode as i32),
+                ..Default::default()
+            };
+            self.client.upsert_points(request).await.map_err(self.fail("writing points"))?;
+        }
+        Ok(())
+    }
+
+    /// Read points by id in the order asked, each once; from as many replicas as `consistency`
+    /// asks (the server's default, one, when `None`).
+    async fn get(
+        &self,
+        collection: String,
+        ids: Vec<Uuid>,
+        with_vectors_named: Vec<String>,
+        consistency: Option<q::ReadConsistencyType>,
+    ) -> Result<Vec<Record>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let request = q::GetPoints {
+            collection_name: collection,
+            ids: ids.iter().copied().map(point_id).collect(),
+            with_payload: Some(WithPayloadSelector::from(true)),
+            with_vectors: Some(with_vectors(with_vectors_named)),
+            timeout: Some(self.timeout_secs),
+            read_consistency: consistency
+                .map(|c| q::ReadConsistency { value: Some(q::read_consistency::Value::Type(c as i32)) }),
+            ..Default::default()
+        };
+        let response = self.client.get_points(request).await.map_err(self.fail("reading points"))?;
+        let mut found: HashMap<Uuid, Record> = HashMap::with_capacity(response.result.len());
+        for p in response.result {
+            let r = record(p.id, p.payload, p.vectors)?;
+            found.insert(r.id, r);
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        Ok(ids.into_iter().filter(|id| seen.insert(*id)).filter_map(|id| found.remove(&id)).collect())
     }
 
     /// The collection's description on the server.
@@ -176,12 +228,27 @@ fn with_vectors(names: Vec<String>) -> WithVectorsSelector {
     }
 }
 
+/// `items` in runs of at most [`WRITE_CHUNK`], in order.
+fn chunks<T>(mut items: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let rest = items.split_off(items.len().min(WRITE_CHUNK));
+        Some(std::mem::replace(&mut items, rest))
+    })
+}
+
 /// Select these points.
 fn ids_selector(ids: &[Uuid]) -> PointsSelector {
     PointsSelector::from(ids.iter().copied().map(point_id).collect::<Vec<_>>())
 }
 
 impl Backend for RemoteBackend {
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!("Qdrant server at {}", self.url)
     }
@@ -225,21 +292,19 @@ impl Backend for RemoteBackend {
 
     fn upsert(&self, collection: String, points: Vec<Point>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let mut points = points.into_iter().map(point).collect::<Result<Vec<_>>>()?;
-            while !points.is_empty() {
-                let rest = points.split_off(points.len().min(WRITE_CHUNK));
-                let request = q::UpsertPoints {
-                    collection_name: collection.clone(),
-                    wait: Some(true),
-                    points,
-                    ordering: Self::ordering(),
-                    timeout: Some(self.timeout_secs),
-                    ..Default::default()
-                };
-                self.client.upsert_points(request).await.map_err(self.fail("writing points"))?;
-                points = rest;
-            }
-            Ok(())
+            let points = points.into_iter().map(point).collect::<Result<Vec<_>>>()?;
+            self.upsert_chunks(&collection, points, q::UpdateMode::Upsert).await
+        })
+    }
+
+    fn insert(&self, collection: String, points: Vec<Point>) -> BoxFuture<'_, Result<Vec<Record>>> {
+        Box::pin(async move {
+            let ids: Vec<Uuid> = points.iter().map(|p| p.id).collect();
+            let points = points.into_iter().map(point).collect::<Result<Vec<_>>>()?;
+            self.upsert_chunks(&collection, points, q::UpdateMode::InsertOnly).await?;
+            // Read back from a majority of replicas: the winner of a concurrent insert is what
+            // every reader sees.
+            self.get(collection, ids, vec![], Some(q::ReadConsistencyType::Majority)).await
         })
     }
 
@@ -268,12 +333,11 @@ impl Backend for RemoteBackend {
         updates: Vec<(Uuid, Vec<(String, Vector)>)>,
     ) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let mut points = updates
+            let points = updates
                 .into_iter()
                 .map(|(id, named)| Ok(q::PointVectors { id: Some(point_id(id)), vectors: Some(vectors(named)?) }))
                 .collect::<Result<Vec<_>>>()?;
-            while !points.is_empty() {
-                let rest = points.split_off(points.len().min(WRITE_CHUNK));
+            for points in chunks(points) {
                 let request = q::UpdatePointVectors {
                     collection_name: collection.clone(),
                     wait: Some(true),
@@ -283,7 +347,6 @@ impl Backend for RemoteBackend {
                     ..Default::default()
                 };
                 self.client.update_vectors(request).await.map_err(self.fail("writing vectors"))?;
-                points = rest;
             }
             Ok(())
         })
@@ -306,7 +369,7 @@ impl Backend for RemoteBackend {
 
     fn set_payloads(&self, collection: String, updates: Vec<(Uuid, Payload)>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            let mut operations: Vec<q::PointsUpdateOperation> = updates
+            let operations: Vec<q::PointsUpdateOperation> = updates
                 .into_iter()
                 .map(|(id, p)| q::PointsUpdateOperation {
                     operation: Some(points_update_operation::Operation::SetPayload(
@@ -319,10 +382,8 @@ impl Backend for RemoteBackend {
                     )),
                 })
                 .collect();
-            while !operations.is_empty() {
-                let rest = operations.split_off(operations.len().min(WRITE_CHUNK));
+            for operations in chunks(operations) {
                 self.batch(&collection, operations, "writing payloads").await?;
-                operations = rest;
             }
             Ok(())
         })
@@ -352,28 +413,7 @@ impl Backend for RemoteBackend {
         ids: Vec<Uuid>,
         with_vectors_named: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<Record>>> {
-        Box::pin(async move {
-            if ids.is_empty() {
-                return Ok(vec![]);
-            }
-            let request = q::GetPoints {
-                collection_name: collection,
-                ids: ids.iter().copied().map(point_id).collect(),
-                with_payload: Some(WithPayloadSelector::from(true)),
-                with_vectors: Some(with_vectors(with_vectors_named)),
-                timeout: Some(self.timeout_secs),
-                ..Default::default()
-            };
-            let response = self.client.get_points(request).await.map_err(self.fail("reading points"))?;
-            let mut found: HashMap<Uuid, Record> = HashMap::with_capacity(response.result.len());
-            for p in response.result {
-                let r = record(p.id, p.payload, p.vectors)?;
-                found.insert(r.id, r);
-            }
-            // In the order asked, each point once.
-            let mut seen = HashSet::with_capacity(ids.len());
-            Ok(ids.into_iter().filter(|id| seen.insert(*id)).filter_map(|id| found.remove(&id)).collect())
-        })
+        Box::pin(self.get(collection, ids, with_vectors_named, None))
     }
 
     fn scroll(
@@ -408,8 +448,10 @@ impl Backend for RemoteBackend {
             let all = self.client.list_collections().await.map_err(self.fail("listing collections"))?;
             let mut ours = Vec::new();
             for c in all.collections {
-                // Only collections stamped as aisle's (another program's are not ours to copy).
-                if schema::is_aisles(&self.info(&c.name).await?) {
+                // Only this store's (not another program's, nor another prefix's).
+                if c.name.starts_with(&self.layout.prefix)
+                    && schema::belongs_to(&c.name, &self.info(&c.name).await?, &self.layout.prefix)
+                {
                     ours.push(c.name);
                 }
             }
@@ -518,6 +560,7 @@ impl Backend for RemoteBackend {
                 return Ok(false);
             }
             let started = std::time::Instant::now();
+            // This store's collections only (see `list_collections`).
             for name in self.list_collections().await? {
                 loop {
                     let info = self.info(&name).await?;

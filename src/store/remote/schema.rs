@@ -20,6 +20,9 @@ use crate::store::{CollectionSpec, DenseSpec, Distance, IndexKind, SparseSpec};
 pub(super) const LAYOUT_KEY: &str = "aisle_store_layout";
 /// See [`LAYOUT_KEY`].
 pub(super) const LAYOUT_VERSION: i64 = 1;
+/// The metadata key holding the `collection_prefix` of the aisle that made a collection, so
+/// that a store with prefix `""` does not take `shop2_products` for one of its own.
+pub(super) const PREFIX_KEY: &str = "aisle_collection_prefix";
 
 /// Something to add to an existing collection.
 pub(super) enum Step {
@@ -67,7 +70,10 @@ pub(super) fn create_request(spec: &CollectionSpec, layout: &Layout, timeout_sec
         write_consistency_factor: Some(layout.write_consistency_factor),
         on_disk_payload: Some(layout.on_disk_payload),
         timeout: Some(timeout_secs),
-        metadata: HashMap::from([(LAYOUT_KEY.to_string(), q::Value::from(serde_json::json!(LAYOUT_VERSION)))]),
+        metadata: HashMap::from([
+            (LAYOUT_KEY.to_string(), q::Value::from(serde_json::json!(LAYOUT_VERSION))),
+            (PREFIX_KEY.to_string(), q::Value::from(serde_json::json!(layout.prefix))),
+        ]),
         ..Default::default()
     }
 }
@@ -169,9 +175,15 @@ fn field_type(kind: IndexKind) -> q::FieldType {
     }
 }
 
-/// Whether a collection carries aisle's layout stamp (any version).
-pub(super) fn is_aisles(info: &q::CollectionInfo) -> bool {
-    info.config.as_ref().is_some_and(|c| c.metadata.contains_key(LAYOUT_KEY))
+/// Whether collection `name` belongs to the aisle store with collection prefix `prefix`: it
+/// carries aisle's layout stamp (any version), its name starts with the prefix, and it was made
+/// with that prefix (collections made before the prefix was stamped: by name alone).
+pub(super) fn belongs_to(name: &str, info: &q::CollectionInfo, prefix: &str) -> bool {
+    let Some(config) = info.config.as_ref() else { return false };
+    let made_with = config.metadata.get(PREFIX_KEY).cloned().map(serde_json::Value::from);
+    config.metadata.contains_key(LAYOUT_KEY)
+        && name.starts_with(prefix)
+        && made_with.is_none_or(|p| p.as_str() == Some(prefix))
 }
 
 /// What a collection on the server holds, in aisle's terms.
