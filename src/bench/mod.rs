@@ -13,7 +13,7 @@
 //!   alone on a prompt and answer of the same length;
 //! - [`search`], [`recommend`]: p50/p95/p99 latency and throughput of N concurrent clients over
 //!   loopback HTTP against the real server (in this process, set up by [`serve`]) on a generated
-//!   shop of 10k (and, without `--quick`, 100k) products; anchor: the store engine's own query
+//!   shop of 10k (and, without `--quick`, 100k and 1M) products; anchor: the store engine's own query
 //!   time in-process; with `[store] qdrant_url` set, again with the shop on that Qdrant server;
 //! - [`ingest`]: products/s end to end (HTTP batch writes, embedding included); anchor: the
 //!   embedding queue's texts/s on the same texts;
@@ -53,8 +53,16 @@ pub use report::{Report, Row};
 /// The sub-benchmarks.
 pub const ALL: &[&str] = &["embed", "chat", "assistant", "search", "recommend", "ingest", "train"];
 
-/// Run the benchmarks named in `which` (all when empty).
-pub fn run(config: &Config, which: &[String], quick: bool, anchors: bool, threads: usize) -> Result<Report> {
+/// Run the benchmarks named in `which` (all when empty); search and recommend on shops of
+/// `sizes` products (the default sizes when empty).
+pub fn run(
+    config: &Config,
+    which: &[String],
+    quick: bool,
+    anchors: bool,
+    threads: usize,
+    sizes: &[usize],
+) -> Result<Report> {
     let root = std::env::current_dir().map_err(|e| Error::io("current directory", e))?;
     let started = Instant::now();
     let which: Vec<String> =
@@ -90,7 +98,7 @@ pub fn run(config: &Config, which: &[String], quick: bool, anchors: bool, thread
         rows.extend(embed::run(config, quick, gflops)?);
     }
     if has("search") || has("recommend") || has("ingest") {
-        rows.extend(serve::run(config, &root, quick, &which, threads)?);
+        rows.extend(serve::run(config, &root, quick, &which, threads, sizes)?);
     }
     Ok(Report { machine: machine(threads, &root), quick, seconds: started.elapsed().as_secs_f64(), rows, skipped })
 }

@@ -23,9 +23,20 @@ use crate::store::migrate::copy_all;
 /// loopback HTTP, on generated shops. With `[store] qdrant_url` set (e.g. `QDRANT_URL`), search
 /// and recommendations run a second time with the same shop copied onto that Qdrant server
 /// (`aisle store migrate`'s copy, collections prefixed `bench_<size>_`), side by side.
-pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads: usize) -> Result<Vec<Row>> {
+pub fn run(
+    config: &Config,
+    root: &Path,
+    quick: bool,
+    which: &[String],
+    threads: usize,
+    sizes: &[usize],
+) -> Result<Vec<Row>> {
     let has = |w: &str| which.iter().any(|x| x == w);
-    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
+    let sizes: &[usize] = match sizes {
+        [] if quick => &[10_000],
+        [] => &[10_000, 100_000, 1_000_000],
+        given => given,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(2))
         .enable_all()
@@ -35,8 +46,12 @@ pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads:
     let clients = 4;
     let mut rows = Vec::new();
     for &products in sizes {
-        let customers = if quick { 10_000 } else { products };
-        let spec = ShopSpec { products, customers, baskets: products / 2, categories: 100, seed: 7 };
+        // At 1M products the customers and baskets stay at 10k: what grows is the catalog the
+        // queries search (generating a million customers through the real write paths would
+        // take hours on a small machine and measure profile writes, not queries).
+        let customers = if quick || products > 100_000 { 10_000 } else { products };
+        let baskets = if products > 100_000 { 10_000 } else { products / 2 };
+        let spec = ShopSpec { products, customers, baskets, categories: 100, seed: 7 };
         let dir = cache_dir(&spec);
         let mut cfg = config.clone();
         cfg.store.data_dir = dir.clone();
@@ -50,7 +65,12 @@ pub fn run(config: &Config, root: &Path, quick: bool, which: &[String], threads:
         pb.set_message(format!("{products} products, {customers} customers (generated once, cached)"));
         runtime.block_on(generate_once(&services, &dir, spec, |line| pb.set_message(line)))?;
         pb.finish_and_clear();
-        let label = if products >= 100_000 { "100k products" } else { "10k products" };
+        let label = match products {
+            n if n % 1_000_000 == 0 => format!("{}M products", n / 1_000_000),
+            n if n % 1000 == 0 => format!("{}k products", n / 1000),
+            n => format!("{n} products"),
+        };
+        let label = label.as_str();
         let embedder = services.embedder.clone();
         let on = Measure { runtime: &runtime, quick, threads, clients, seconds, customers };
         rows.extend(on.serve(cfg.clone(), services, label, which, |base| {

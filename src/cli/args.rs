@@ -114,6 +114,10 @@ pub struct BenchArgs {
     /// Do not run llama.cpp (building it the first time takes ~15 minutes on 2 cores).
     #[arg(long)]
     pub no_anchor: bool,
+    /// Shop sizes (products) for search and recommend, e.g. `--sizes 10000,1000000`; default
+    /// 10k with `--quick`, else 10k, 100k and 1M.
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<usize>,
 }
 
 /// `aisle assistant-eval` flags.

@@ -108,7 +108,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(args) => eval::eval(&config, args),
         Command::Bench(args) => {
             drop(runtime);
-            let report = crate::bench::run(&config, &args.which, args.quick, !args.no_anchor, threads.0)?;
+            let report = crate::bench::run(&config, &args.which, args.quick, !args.no_anchor, threads.0, &args.sizes)?;
             print!("{}", report.table());
             if let Some(path) = &args.json {
                 write_json(path, &report)?;
