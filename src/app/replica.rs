@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::privacy::Keyring;
-use crate::store::{CollectionSpec, Point, SparseSpec, Store, point_id};
+use crate::store::{CollectionSpec, Point, Store, point_id};
 
 /// Collection of facts about the store as a whole.
 const META: &str = "meta";
@@ -72,15 +72,7 @@ impl Replica {
 
 /// Refuse a keyring whose secret differs from the one the store's customers were keyed with.
 async fn check_keyring(store: &Store, keys: &Keyring) -> Result<()> {
-    store
-        .ensure_collection(&CollectionSpec {
-            name: META.into(),
-            dense: vec![],
-            sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-            indexes: vec![],
-            hnsw: true,
-        })
-        .await?;
+    store.ensure_collection(&CollectionSpec::payload_only(META, &[])).await?;
     let id = point_id(META, "keyring");
     let mine = keys.fingerprint();
     let payload = json!({ "fingerprint": mine }).as_object().cloned().unwrap_or_default();

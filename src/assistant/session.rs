@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::understand::ConversationState;
 use crate::error::{Error, Result};
 use crate::privacy::Keyring;
-use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point, SparseSpec, Store, point_id};
+use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point, Store, point_id};
 
 /// The collection.
 pub const SESSIONS: &str = "sessions";
@@ -71,12 +71,8 @@ pub struct Sessions {
 
 fn spec() -> CollectionSpec {
     CollectionSpec {
-        name: SESSIONS.into(),
-        dense: vec![],
-        // Sessions carry no vector; a collection needs one declared.
-        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-        indexes: vec![("customer".into(), IndexKind::Keyword), ("ts".into(), IndexKind::Integer)],
         hnsw: false,
+        ..CollectionSpec::payload_only(SESSIONS, &[("customer", IndexKind::Keyword), ("ts", IndexKind::Integer)])
     }
 }
 

@@ -122,15 +122,7 @@ impl Catalog {
     pub async fn open(store: Store, embedder: Embedder, replica: &str) -> Result<Self> {
         store.ensure_collection(&Self::collection_spec(embedder.info().dim)).await?;
         store.ensure_collection(&shares::collection_spec()).await?;
-        store
-            .ensure_collection(&CollectionSpec {
-                name: NUMS.into(),
-                dense: vec![],
-                sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-                indexes: vec![(NUM.into(), IndexKind::Integer)],
-                hnsw: true,
-            })
-            .await?;
+        store.ensure_collection(&CollectionSpec::payload_only(NUMS, &[(NUM, IndexKind::Integer)])).await?;
         let max = top_num(&store, PRODUCTS).await?.max(top_num(&store, NUMS).await?);
         let catalog = Self {
             store,

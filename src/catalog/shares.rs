@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::{CO_VECTOR, Catalog, PRODUCTS, SignalUpdate, TREND, product_point};
 use crate::error::Result;
-use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point, SparseSpec, Vector, point_id};
+use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point, Vector, point_id};
 
 /// Collection of every replica's share of every product's signals.
 pub const SHARES: &str = "signal_shares";
@@ -108,13 +108,7 @@ pub fn trend_score(units: &BigInt) -> Option<f64> {
 
 /// The shares collection's layout.
 pub fn collection_spec() -> CollectionSpec {
-    CollectionSpec {
-        name: SHARES.into(),
-        dense: vec![],
-        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-        indexes: vec![("product".into(), IndexKind::Keyword), ("replica".into(), IndexKind::Keyword)],
-        hnsw: true,
-    }
+    CollectionSpec::payload_only(SHARES, &[("product", IndexKind::Keyword), ("replica", IndexKind::Keyword)])
 }
 
 fn share_point(product: &str, replica: &str) -> uuid::Uuid {

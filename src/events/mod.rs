@@ -29,7 +29,7 @@ use crate::catalog::Catalog;
 use crate::config::EventsConfig;
 use crate::error::{Error, FieldError, Result};
 use crate::privacy::Keyring;
-use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, SparseSpec, Store, point_id};
+use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Store, point_id};
 
 pub use apply::log_add_exp;
 pub use event::{CustomerEvent, Event, EventInput, EventOutcome, IngestReport, Kind};
@@ -58,32 +58,22 @@ pub struct Events {
 
 /// The events collection's layout.
 pub fn collection_spec() -> CollectionSpec {
-    CollectionSpec {
-        name: EVENTS.into(),
-        dense: vec![],
-        // Events carry no vector; a collection needs one declared.
-        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-        indexes: vec![
-            ("customer".into(), IndexKind::Keyword),
-            ("session".into(), IndexKind::Keyword),
-            ("product_id".into(), IndexKind::Keyword),
-            ("kind".into(), IndexKind::Keyword),
-            ("ts".into(), IndexKind::Integer),
-            ("rec_id".into(), IndexKind::Keyword),
+    CollectionSpec::payload_only(
+        EVENTS,
+        &[
+            ("customer", IndexKind::Keyword),
+            ("session", IndexKind::Keyword),
+            ("product_id", IndexKind::Keyword),
+            ("kind", IndexKind::Keyword),
+            ("ts", IndexKind::Integer),
+            ("rec_id", IndexKind::Keyword),
         ],
-        hnsw: true,
-    }
+    )
 }
 
 /// The bought-together facts collection's layout.
 fn facts_spec() -> CollectionSpec {
-    CollectionSpec {
-        name: CO_FACTS.into(),
-        dense: vec![],
-        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-        indexes: vec![("owner".into(), IndexKind::Keyword), ("ts".into(), IndexKind::Integer)],
-        hnsw: true,
-    }
+    CollectionSpec::payload_only(CO_FACTS, &[("owner", IndexKind::Keyword), ("ts", IndexKind::Integer)])
 }
 
 fn event_point(id: &str) -> Uuid {

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::events::Kind;
-use crate::store::{CollectionSpec, IndexKind, Point, SparseSpec, Store, point_id};
+use crate::store::{CollectionSpec, IndexKind, Point, Store, point_id};
 
 /// Collection of counters per (day, source).
 pub const STATS: &str = "rec_stats";
@@ -90,16 +90,6 @@ pub struct Stats {
     replica: String,
 }
 
-fn spec(name: &str, indexes: Vec<(String, IndexKind)>) -> CollectionSpec {
-    CollectionSpec {
-        name: name.into(),
-        dense: vec![],
-        sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
-        indexes,
-        hnsw: true,
-    }
-}
-
 fn counter_point(day: NaiveDate, source: &str, replica: &str) -> Uuid {
     point_id(STATS, &format!("{day}|{source}|{replica}"))
 }
@@ -133,9 +123,9 @@ async fn stored_counters(store: &Store) -> Result<Vec<(NaiveDate, String, String
 impl Stats {
     /// Open the statistics of replica `replica`, loading its stored counters.
     pub async fn open(store: Store, replica: &str) -> Result<Self> {
-        store.ensure_collection(&spec(STATS, vec![("day".into(), IndexKind::Keyword)])).await?;
-        store.ensure_collection(&spec(RECS, vec![("ts".into(), IndexKind::Integer)])).await?;
-        store.ensure_collection(&spec(ATTRIBUTIONS, vec![("ts".into(), IndexKind::Integer)])).await?;
+        store.ensure_collection(&CollectionSpec::payload_only(STATS, &[("day", IndexKind::Keyword)])).await?;
+        store.ensure_collection(&CollectionSpec::payload_only(RECS, &[("ts", IndexKind::Integer)])).await?;
+        store.ensure_collection(&CollectionSpec::payload_only(ATTRIBUTIONS, &[("ts", IndexKind::Integer)])).await?;
         let mut inner = Inner::default();
         for (day, source, owner, c) in stored_counters(&store).await? {
             if owner == replica {

@@ -105,6 +105,20 @@ pub struct CollectionSpec {
     pub hnsw: bool,
 }
 
+impl CollectionSpec {
+    /// A collection of payloads only (records, counters, claims) with these indexes. It
+    /// declares one unused sparse vector, since a collection needs a vector.
+    pub fn payload_only(name: &str, indexes: &[(&str, IndexKind)]) -> Self {
+        CollectionSpec {
+            name: name.into(),
+            dense: vec![],
+            sparse: vec![SparseSpec { name: "unused".into(), idf: false }],
+            indexes: indexes.iter().map(|(k, i)| (k.to_string(), *i)).collect(),
+            hnsw: true,
+        }
+    }
+}
+
 /// One vector value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Vector {
