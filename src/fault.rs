@@ -1,6 +1,12 @@
 //! Fault injection for crash tests: `AISLE_FAULT=<point>` makes the process abort (as a
-//! SIGKILL or power cut would stop it) when it reaches that point. Unset, it costs one
+//! SIGKILL or power cut would stop it) when it reaches that point, or, for the points that
+//! ask [`armed`], fail there (a chat sequence's forward pass). Unset, it costs one
 //! environment lookup at the few places that name a point.
+
+/// Whether `AISLE_FAULT` names this point (for faults other than aborting).
+pub fn armed(name: &str) -> bool {
+    std::env::var("AISLE_FAULT").is_ok_and(|v| v == name)
+}
 
 /// Abort here if `AISLE_FAULT` names this point.
 pub fn point(name: &str) {

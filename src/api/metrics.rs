@@ -75,6 +75,20 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Texts skipped because their caller left.",
             e.skipped.load(Ordering::Relaxed),
         );
+        metric(
+            &mut out,
+            "aisle_embed_query_cache_hits_total",
+            "counter",
+            "Search-query embeddings answered from the cache.",
+            e.query_cache_hits.load(Ordering::Relaxed),
+        );
+        metric(
+            &mut out,
+            "aisle_embed_query_cache_misses_total",
+            "counter",
+            "Search-query embeddings computed.",
+            e.query_cache_misses.load(Ordering::Relaxed),
+        );
         let a = s.assistant.stats();
         for (name, help, v) in [
             ("aisle_assistant_requests_total", "Assistant answers.", &a.requests),
@@ -108,6 +122,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
         if let Some(g) = &s.generator {
             let c = g.stats();
+            let memory = g.memory();
             metric(
                 &mut out,
                 "aisle_chat_waiting",
@@ -150,6 +165,70 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 "Tokens generated.",
                 c.generated_tokens.load(Ordering::Relaxed),
             );
+            for (name, kind, help, v) in [
+                (
+                    "aisle_chat_passes_total",
+                    "counter",
+                    "Forward passes (each runs every active request).",
+                    c.passes.load(Ordering::Relaxed),
+                ),
+                (
+                    "aisle_chat_pass_sequences_total",
+                    "counter",
+                    "Requests in forward passes, summed (over passes: the mean batch).",
+                    c.pass_sequences.load(Ordering::Relaxed),
+                ),
+                (
+                    "aisle_chat_batch",
+                    "gauge",
+                    "Requests in the last forward pass.",
+                    c.batch.load(Ordering::Relaxed) as u64,
+                ),
+                (
+                    "aisle_chat_failed_total",
+                    "counter",
+                    "Chat requests that ended with an error of their own.",
+                    c.failed.load(Ordering::Relaxed),
+                ),
+                (
+                    "aisle_chat_prefix_hits_total",
+                    "counter",
+                    "Chat requests started from a cached prompt prefix.",
+                    c.prefix_hits.load(Ordering::Relaxed),
+                ),
+                (
+                    "aisle_chat_prefix_tokens_total",
+                    "counter",
+                    "Prompt tokens not run again because their prefix was cached.",
+                    c.prefix_tokens.load(Ordering::Relaxed),
+                ),
+                (
+                    "aisle_chat_prefix_cache_bytes",
+                    "gauge",
+                    "Bytes held by the prompt prefix cache.",
+                    c.prefix_bytes.load(Ordering::Relaxed) as u64,
+                ),
+                (
+                    "aisle_chat_kv_cache_bytes",
+                    "gauge",
+                    "Bytes of the active chat requests' KV caches.",
+                    c.kv_bytes.load(Ordering::Relaxed) as u64,
+                ),
+                (
+                    "aisle_chat_weights_bytes",
+                    "gauge",
+                    "Bytes of the chat model's weights as loaded.",
+                    memory.weights_bytes,
+                ),
+                (
+                    "aisle_chat_dense_copies_bytes",
+                    "gauge",
+                    "Bytes of dequantized f32 weight copies kept for prompts ([chat] dense_copies).",
+                    memory.dense_copies_bytes,
+                ),
+            ] {
+                metric(&mut out, name, kind, help, v);
+            }
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -122,11 +122,12 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
         tracing::warn!(dir = %config.models.dir.display(), "no chat model found (run models/fetch.sh): chat is off");
     }
     let generator = if let Some(path) = chat_path {
-        let model = ChatModel::load(&path, &device, config.chat.max_context)?;
+        let model = ChatModel::load_with(&path, &device, config.chat.max_context, config.chat.dense_copies)?;
         let scheduler = SchedulerConfig {
             max_active: config.chat.max_active,
             max_waiting: config.chat.max_waiting,
             prefill_chunk: config.chat.prefill_chunk,
+            prefix_cache_bytes: config.chat.prefix_cache_mb << 20,
         };
         Some(Generator::start(model, &scheduler))
     } else {

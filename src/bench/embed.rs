@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use candle_core::Device;
 use serde_json::Value;
 
 use super::bar;
@@ -27,7 +26,7 @@ fn encoder_flops(cfg: &Value, len: usize) -> f64 {
 /// Measure the configured embedding model; `gflops` is the machine's f32 GEMM rate.
 pub fn run(config: &Config, quick: bool, gflops: f64) -> Result<Vec<Row>> {
     let dir = config.models.resolve(&config.models.embedding);
-    let model = crate::infer::EmbeddingModel::load(&dir, &Device::Cpu)?;
+    let model = crate::infer::EmbeddingModel::load(&dir, &crate::infer::select_device(&config.models.device)?)?;
     let cfg: Value = std::fs::read(dir.join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

@@ -38,6 +38,7 @@ pub mod report;
 pub mod search;
 pub mod serve;
 pub mod shop;
+pub mod streams;
 pub mod train;
 
 use std::time::Instant;

@@ -327,8 +327,7 @@ impl Catalog {
         let text = request.query.trim();
         let keywords = self.keywords.query(text);
         let dense = || async {
-            let v =
-                self.embedder.embed(&[text]).await?.pop().ok_or_else(|| Error::Internal("no query vector".into()))?;
+            let v = self.embedder.embed_query(text).await?;
             Ok::<_, Error>(VectorQuery::Nearest { using: TEXT_VECTOR.into(), vector: Vector::Dense(v) })
         };
         let keyword = VectorQuery::Nearest { using: KEYWORD_VECTOR.into(), vector: keywords.clone() };

@@ -49,6 +49,42 @@ pub struct EmbedStats {
     pub padded_tokens: AtomicU64,
     /// Texts skipped because their caller went away.
     pub skipped: AtomicU64,
+    /// Query embeddings answered from the cache.
+    pub query_cache_hits: AtomicU64,
+    /// Query embeddings computed (not in the cache).
+    pub query_cache_misses: AtomicU64,
+}
+
+/// Query embeddings by their normalised text, bounded: two generations of at most `cap / 2`
+/// entries each; a hit in the old one moves to the new one, and when the new one is full the
+/// old one is dropped. Close to least-recently-used, with O(1) work per call.
+struct QueryCache {
+    cap: usize,
+    new: HashMap<String, Arc<Vec<f32>>>,
+    old: HashMap<String, Arc<Vec<f32>>>,
+}
+
+impl QueryCache {
+    fn get(&mut self, key: &str) -> Option<Arc<Vec<f32>>> {
+        if let Some(v) = self.new.get(key) {
+            return Some(v.clone());
+        }
+        let v = self.old.remove(key)?;
+        self.put(key.to_string(), v.clone());
+        Some(v)
+    }
+
+    fn put(&mut self, key: String, v: Arc<Vec<f32>>) {
+        if self.new.len() >= self.cap.div_ceil(2) {
+            self.old = std::mem::take(&mut self.new);
+        }
+        self.new.insert(key, v);
+    }
+}
+
+/// The cache key of a query: its words as the tokenizer splits them (runs of whitespace are one).
+fn normalise(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 struct Job {
@@ -64,6 +100,7 @@ pub struct Embedder {
     info: Arc<EmbedderInfo>,
     stats: Arc<EmbedStats>,
     max_queued: usize,
+    queries: Option<Arc<std::sync::Mutex<QueryCache>>>,
 }
 
 impl Embedder {
@@ -94,7 +131,14 @@ impl Embedder {
             .name("aisle-embed".into())
             .spawn(move || worker.run())
             .expect("spawning the embedding worker thread");
-        Self { tx, tokenizer, info, stats, max_queued: config.max_queued.max(1) }
+        let queries = (config.query_cache_entries > 0).then(|| {
+            Arc::new(std::sync::Mutex::new(QueryCache {
+                cap: config.query_cache_entries,
+                new: HashMap::new(),
+                old: HashMap::new(),
+            }))
+        });
+        Self { tx, tokenizer, info, stats, max_queued: config.max_queued.max(1), queries }
     }
 
     /// Model facts.
@@ -157,6 +201,24 @@ impl Embedder {
             self.submit(texts)?
         };
         rx.await.map_err(|_| Error::Internal("the embedding worker dropped a request".into()))?
+    }
+
+    /// The embedding of a search query, from a bounded cache keyed by the query's normalised
+    /// text (search and assistant retrieval repeat queries; catalog texts do not use it).
+    pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+        let key = normalise(text);
+        if let Some(cache) = &self.queries
+            && let Some(v) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+        {
+            self.stats.query_cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v.as_ref().clone());
+        }
+        self.stats.query_cache_misses.fetch_add(1, Ordering::Relaxed);
+        let v = self.embed(&[key.as_str()]).await?.pop().ok_or_else(|| Error::Internal("no query vector".into()))?;
+        if let Some(cache) = &self.queries {
+            cache.lock().unwrap_or_else(|p| p.into_inner()).put(key, Arc::new(v.clone()));
+        }
+        Ok(v)
     }
 
     /// Blocking twin of [`Self::embed`], for command-line tools outside an async runtime.

@@ -560,7 +560,12 @@ fn qwen_generates_through_the_scheduler_with_its_own_template() {
         .render(&[aisle::infer::chat::Message::new("user", "What is 2+2? Answer with the number only.")], true, &[])
         .unwrap();
     assert!(prompt_text.starts_with("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud."), "{prompt_text}");
-    let cfg = aisle::infer::chat::scheduler::SchedulerConfig { max_active: 2, max_waiting: 4, prefill_chunk: 512 };
+    let cfg = aisle::infer::chat::scheduler::SchedulerConfig {
+        max_active: 2,
+        max_waiting: 4,
+        prefill_chunk: 512,
+        prefix_cache_bytes: 0,
+    };
     let generator = aisle::infer::chat::Generator::start(model, &cfg);
     let prompt = generator
         .chat_prompt(&[aisle::infer::chat::Message::new("user", "What is 2+2? Answer with the number only.")])
@@ -577,4 +582,189 @@ fn qwen_generates_through_the_scheduler_with_its_own_template() {
     let (text, finish) = rt.block_on(generator.generate(request)).unwrap();
     assert!(text.trim().starts_with('4'), "{text:?}");
     assert_eq!(finish.reason, aisle::infer::chat::FinishReason::Stop, "{text:?}: <|im_end|> ends the answer");
+}
+
+/// Continuous batching must not change what a sequence computes: four prompts started one step
+/// apart, so passes mix prompt chunks with decoding tokens of the others, give each the same
+/// logits as running it alone: bit for bit on Q4_1 (SmolLM2), close on Q4_K/Q6_K (Qwen).
+#[test]
+fn a_sequence_computes_the_same_logits_in_any_batch() {
+    use aisle::infer::chat::{Cache, ChatModel};
+    for path in [smollm2(), qwen()] {
+        let chat = ChatModel::load(&path, &Device::Cpu, 4096).unwrap();
+        let model = &chat.model;
+        let prompts: Vec<Vec<u32>> = [
+            "Name three fruits.",
+            "Write a haiku about the sea in the light of an autumn morning, please.",
+            "hi",
+            "What is the capital of France? Answer briefly, then explain why it became the capital.",
+        ]
+        .iter()
+        .map(|q| chat.tokenizer.encode(q, true, false).unwrap())
+        .collect();
+        let steps = 6;
+        // Alone: the prompt in one pass, then greedy tokens one at a time.
+        let alone: Vec<Vec<Vec<f32>>> = prompts
+            .iter()
+            .map(|p| {
+                let mut cache = model.new_cache();
+                let mut out = vec![model.forward(p, &mut cache).unwrap()];
+                for _ in 1..steps {
+                    let next = argmax(out.last().unwrap()) as u32;
+                    out.push(model.forward(&[next], &mut cache).unwrap());
+                }
+                out
+            })
+            .collect();
+        // Together: prompt i joins at pass i.
+        let mut caches: Vec<Cache> = prompts.iter().map(|_| model.new_cache()).collect();
+        let mut together: Vec<Vec<Vec<f32>>> = vec![Vec::new(); prompts.len()];
+        for pass in 0..steps + prompts.len() {
+            let feeds: Vec<(usize, Vec<u32>)> = (0..prompts.len())
+                .filter(|&i| i <= pass && together[i].len() < steps)
+                .map(|i| match together[i].last() {
+                    None => (i, prompts[i].clone()),
+                    Some(l) => (i, vec![argmax(l) as u32]),
+                })
+                .collect();
+            if feeds.is_empty() {
+                continue;
+            }
+            let mut items: Vec<(&[u32], &mut Cache)> = Vec::new();
+            let mut rest: &mut [Cache] = &mut caches;
+            let mut base = 0;
+            for (i, tokens) in &feeds {
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(i - base);
+                let (c, tail) = tail.split_first_mut().unwrap();
+                items.push((tokens.as_slice(), c));
+                rest = tail;
+                base = i + 1;
+            }
+            let logits = model.forward_batch(&mut items).unwrap();
+            for ((i, _), l) in feeds.iter().zip(logits) {
+                together[*i].push(l);
+            }
+        }
+        // Q4_1 and Q8_0 (SmolLM2) run aisle's kernels: bit for bit. Qwen's K-quants take
+        // candle's tiles from four decoding rows (faster), another summation order, which
+        // Qwen2's activation outliers amplify (see `assert_matches_reference`): the logits
+        // stay within 5% of their range and the most likely token is the same.
+        let exact = path == smollm2();
+        for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+            assert_eq!(a.len(), t.len());
+            for (s, (x, y)) in a.iter().zip(t).enumerate() {
+                if exact {
+                    assert!(x == y, "{}: prompt {i} step {s} differs in a batch", path.display());
+                } else {
+                    let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                    assert!(diff <= 0.05 * scale, "{}: prompt {i} step {s}: {diff} of {scale}", path.display());
+                    assert_eq!(argmax(x), argmax(y), "{}: prompt {i} step {s}", path.display());
+                }
+            }
+        }
+    }
+}
+
+/// Several streams share every forward pass; one that fails mid-batch (an injected fault after
+/// its second token), one whose client goes away and one over the context each end alone with
+/// their own outcome, and the others finish with exactly the text each gives alone.
+#[test]
+fn one_bad_sequence_never_hurts_the_batch() {
+    use std::io::Read;
+    let dir = crate::harness::temp_dir("batch");
+    let server = crate::harness::Server::start(
+        &dir,
+        &[("AISLE_CHAT_MAX_ACTIVE", "8"), ("AISLE_FAULT", "chat.sequence"), ("AISLE_CHAT_PREFIX_CACHE_MB", "0")],
+    );
+    let url = server.url("/v1/chat/completions");
+    let good = |i: usize| {
+        json!({"model": MODEL, "messages": question(&format!("Tell me about the number {i} in three sentences.")),
+            "temperature": 0, "max_tokens": 48, "ignore_eos": true})
+    };
+    let texts: Vec<String> = std::thread::scope(|s| {
+        let goods: Vec<_> = (0..3)
+            .map(|i| {
+                let (url, body) = (url.clone(), good(i));
+                s.spawn(move || post(&url, &body))
+            })
+            .collect();
+        let failing = s.spawn(|| {
+            let mut body = good(7);
+            body["stop"] = json!(["AISLE_FAULT_SEQUENCE"]);
+            body["stream"] = json!(true);
+            client().post(&url).json(&body).send().unwrap().text().unwrap()
+        });
+        let cancelled = s.spawn(|| {
+            let mut body = good(8);
+            body["stream"] = json!(true);
+            body["max_tokens"] = json!(400);
+            let mut r = client().post(&url).json(&body).send().unwrap();
+            let mut buf = [0u8; 64];
+            let _ = r.read(&mut buf);
+        });
+        let (status, v) = post(&url, &json!({"model": MODEL, "messages": question("hi"), "max_tokens": 100000}));
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["errors"][0]["pointer"], "/max_tokens", "{v}");
+        let failed = failing.join().unwrap();
+        assert!(failed.contains("AISLE_FAULT"), "the failing stream carries its own error: {failed}");
+        cancelled.join().unwrap();
+        goods
+            .into_iter()
+            .map(|h| {
+                let (status, v) = h.join().unwrap();
+                assert_eq!(status, 200, "{v}");
+                assert_eq!(v["usage"]["completion_tokens"], 48, "{v}");
+                content(&v)
+            })
+            .collect()
+    });
+    assert!(metric(&server.base, "aisle_chat_failed_total") >= 1.0);
+    let started = std::time::Instant::now();
+    while metric(&server.base, "aisle_chat_cancelled_total") < 1.0 {
+        assert!(started.elapsed().as_secs() < 30, "the cancelled stream was never noticed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (passes, sequences) =
+        (metric(&server.base, "aisle_chat_passes_total"), metric(&server.base, "aisle_chat_pass_sequences_total"));
+    assert!(sequences > passes, "requests shared forward passes ({sequences} in {passes})");
+    for (i, text) in texts.iter().enumerate() {
+        let (_, v) = post(&url, &good(i));
+        assert_eq!(&content(&v), text, "request {i} alone");
+    }
+    server.stop();
+}
+
+/// A follow-up turn starts from the first turn's cached prompt: the tokens it skips are counted,
+/// and its greedy answer is the one a server without reuse gives.
+#[test]
+fn a_follow_up_turn_reuses_the_cached_prompt() {
+    let system = "You are the shopping assistant of a garden shop. Answer in one short sentence. \
+        Products: 1. Hose reel, $39. 2. Pruning shears, $24. 3. Watering can, $15. 4. Raised bed kit, $89.";
+    let first =
+        json!([{"role": "system", "content": system}, {"role": "user", "content": "What can I water plants with?"}]);
+    let mut follow = first.as_array().unwrap().clone();
+    follow.push(json!({"role": "assistant", "content": "The watering can at $15 or the hose reel at $39."}));
+    follow.push(json!({"role": "user", "content": "Which one is cheaper?"}));
+    let body = |messages: &Value| json!({"model": MODEL, "messages": messages, "temperature": 0, "max_tokens": 16});
+    let answers: Vec<(String, f64, f64)> = ["256", "0"]
+        .iter()
+        .map(|mb| {
+            let dir = crate::harness::temp_dir("prefix");
+            let server = crate::harness::Server::start(&dir, &[("AISLE_CHAT_PREFIX_CACHE_MB", mb)]);
+            let url = server.url("/v1/chat/completions");
+            let (status, v) = post(&url, &body(&first));
+            assert_eq!(status, 200, "{v}");
+            let first_prompt = v["usage"]["prompt_tokens"].as_f64().unwrap();
+            let before = metric(&server.base, "aisle_chat_prefix_tokens_total");
+            let (_, v) = post(&url, &body(&Value::Array(follow.clone())));
+            let reused = metric(&server.base, "aisle_chat_prefix_tokens_total") - before;
+            server.stop();
+            (content(&v), reused, first_prompt)
+        })
+        .collect();
+    let ((with, reused, first_prompt), (without, none, _)) = (&answers[0], &answers[1]);
+    assert!(*reused >= first_prompt - 4.0, "reused {reused} of the first turn's {first_prompt} tokens");
+    assert_eq!(*none, 0.0);
+    assert_eq!(with, without, "reuse changed the answer");
 }

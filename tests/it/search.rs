@@ -163,3 +163,20 @@ fn pagination_with_offset_is_consistent() {
     let ids = |v: &[Value]| v.iter().map(|p| p["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(ids(&all[10..]), ids(&second));
 }
+
+/// A repeated query (whitespace aside) takes its embedding from the cache and ranks the same.
+#[test]
+fn repeated_queries_reuse_their_embedding() {
+    let metric = |name: &str| -> f64 {
+        let text = crate::harness::client().get(shared().url("/metrics")).send().unwrap().text().unwrap();
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap().parse().unwrap()
+    };
+    let query = "a compact speaker for a small kitchen shelf";
+    let first = search(json!({"query": query, "mode": "semantic", "limit": 5}));
+    let hits = metric("aisle_embed_query_cache_hits_total");
+    let again =
+        search(json!({"query": "  a compact   speaker for a small kitchen shelf ", "mode": "semantic", "limit": 5}));
+    assert!(metric("aisle_embed_query_cache_hits_total") >= hits + 1.0, "the repeated query was embedded again");
+    let ids = |h: &[Value]| h.iter().map(|p| p["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ids(&again));
+}

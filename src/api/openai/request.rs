@@ -156,6 +156,8 @@ pub(super) struct SamplingOptions {
     frequency_penalty: Option<f64>,
     presence_penalty: Option<f64>,
     seed: Option<i64>,
+    /// An extension (as llama-server and vLLM have it): generate `max_tokens` whatever the model.
+    ignore_eos: Option<bool>,
     stop: Option<OneOrMany>,
     n: Option<i64>,
     logprobs: Option<Value>,
@@ -273,6 +275,7 @@ impl SamplingOptions {
             presence_penalty: self.presence_penalty.unwrap_or(0.0) as f32,
             repeat_last_n: 64,
             seed: self.seed.map(|s| s as u64).unwrap_or_else(rand::random),
+            ignore_eos: self.ignore_eos.unwrap_or(false),
         };
         (max.map(|m| m.max(1) as usize).unwrap_or(default_max), sampling, stop)
     }

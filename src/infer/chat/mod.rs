@@ -2,16 +2,23 @@
 //! scheduler that owns the model and serves concurrent requests fairly.
 //!
 //! - [`gguf`]: a bounds-checked walk over the file before anything trusts it;
-//! - [`model`]: the transformer (weights and `forward`, nothing else);
+//! - [`model`]: the transformer (weights and `forward`, nothing else), [`attention`] and its
+//!   [`cache`]s;
 //! - [`tokenizer`]: ids equal to llama.cpp's, from `tokenizer.json` or the GGUF metadata;
 //! - [`template`]: the model's Jinja chat template;
 //! - [`sampling`], [`text`], [`json`]: choosing tokens, turning them into text, JSON output;
-//! - [`scheduler`]: the worker thread, per-request KV caches, cancellation.
+//! - [`scheduler`]: the worker thread, continuous batching, per-request KV caches, cancellation;
+//! - [`reuse`]: prompt prefixes' KV caches kept for the next request that shares them.
 
+pub mod attention;
+pub mod cache;
 pub mod gguf;
+pub mod guard;
 pub mod json;
+pub mod kernels;
 pub mod linear;
 pub mod model;
+pub mod reuse;
 pub mod sampling;
 pub mod scheduler;
 pub mod schema;
@@ -26,7 +33,8 @@ use std::time::Instant;
 use candle_core::Device;
 use candle_core::quantized::gguf_file;
 
-pub use model::{Cache, Model, ModelShape};
+pub use cache::{Cache, KvPrefix};
+pub use model::{Model, ModelShape};
 pub use sampling::SamplingParams;
 pub use scheduler::{FinishReason, GenerateRequest, GenerationEvent, Generator, OutputFormat};
 pub use template::{ChatTemplate, Message};
@@ -85,6 +93,12 @@ impl ChatModel {
     /// Load a GGUF chat model (a file, or a folder holding one). Every corrupt, truncated or
     /// unsupported file is an [`Error::Model`] that names the file and the problem.
     pub fn load(path: &Path, device: &Device, max_context: usize) -> Result<Self> {
+        Self::load_with(path, device, max_context, true)
+    }
+
+    /// [`ChatModel::load`], choosing whether a small model keeps dequantized f32 copies of its
+    /// Q4_1 matrices for prompt processing (faster prompts, four bytes per weight more memory).
+    pub fn load_with(path: &Path, device: &Device, max_context: usize, dense_copies: bool) -> Result<Self> {
         let file_path = resolve_gguf(path)?;
         gguf::check_file(&file_path)?;
         let started = Instant::now();
@@ -117,7 +131,7 @@ impl ChatModel {
         let source = ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
         let template = ChatTemplate::new(source.as_deref(), &bos, &eos)
             .map_err(|e| Error::Model(format!("{}: {e}", file_path.display())))?;
-        let model = Model::load(ct, &mut file, device, max_context).map_err(|e| match e {
+        let model = Model::load(ct, &mut file, device, max_context, dense_copies).map_err(|e| match e {
             Error::Model(m) => Error::Model(format!("{}: {m}", file_path.display())),
             other => Error::Model(format!("{}: {other}", file_path.display())),
         })?;

@@ -9,15 +9,17 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{QTensor, gguf_file};
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::models::quantized_gemma3;
 use candle_transformers::quantized_nn::RmsNorm;
 
+use super::attention::{DecodeRow, causal_mask, decode_attention, grouped_attention};
+use super::cache::{Cache, KvPrefix, LlamaCache};
 use super::linear::Linear;
 use crate::error::{Error, Result};
 
 /// Models whose weights take at most this many bytes as f32 keep dequantized copies of
-/// their Q4_1 matrices for prompt processing.
+/// their Q4_1 matrices for prompt processing (unless turned off: `[chat] dense_copies`).
 const DENSE_BUDGET_BYTES: u64 = 1 << 30;
 
 /// Architectures aisle runs, by GGUF `general.architecture`.
@@ -44,6 +46,15 @@ pub struct ModelShape {
     pub parameters: u64,
 }
 
+/// Memory a model holds.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ModelMemory {
+    /// Weights as loaded (quantized blocks, norms, biases); 0 where unknown (gemma3).
+    pub weights_bytes: u64,
+    /// Dequantized f32 copies kept for prompt processing (small Q4_1 models, once a prompt ran).
+    pub dense_copies_bytes: u64,
+}
+
 /// A loaded model, shareable between threads.
 #[derive(Clone)]
 pub enum Model {
@@ -51,29 +62,6 @@ pub enum Model {
     Llama(Arc<Llama>),
     /// gemma3 (candle-transformers' implementation; each cache holds its own clone).
     Gemma3(Arc<quantized_gemma3::ModelWeights>, ModelShape, Device),
-}
-
-/// Per-request attention state.
-pub enum Cache {
-    /// KV cache of a llama-family model.
-    Llama(LlamaCache),
-    /// A gemma3 model clone that holds its own KV cache.
-    Gemma3(Box<quantized_gemma3::ModelWeights>, usize),
-}
-
-impl Cache {
-    /// Tokens already in the cache.
-    pub fn len(&self) -> usize {
-        match self {
-            Cache::Llama(c) => c.len,
-            Cache::Gemma3(_, n) => *n,
-        }
-    }
-
-    /// Whether nothing has been processed yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value> {
@@ -96,6 +84,7 @@ impl Model {
         reader: &mut R,
         device: &Device,
         max_context: usize,
+        dense_copies: bool,
     ) -> Result<Self> {
         let arch = md(&ct, "general.architecture")?
             .to_string()
@@ -103,9 +92,15 @@ impl Model {
             .clone();
         let parameters: u64 = ct.tensor_infos.values().map(|t| t.shape.elem_count() as u64).sum();
         match arch.as_str() {
-            "llama" | "qwen2" | "qwen3" => {
-                Ok(Model::Llama(Arc::new(Llama::load(&arch, ct, reader, device, max_context, parameters)?)))
-            }
+            "llama" | "qwen2" | "qwen3" => Ok(Model::Llama(Arc::new(Llama::load(
+                &arch,
+                ct,
+                reader,
+                device,
+                max_context,
+                parameters,
+                dense_copies,
+            )?))),
             "gemma3" => {
                 let shape = ModelShape {
                     architecture: arch.clone(),
@@ -128,6 +123,35 @@ impl Model {
         }
     }
 
+    /// Memory the model holds: its weights as loaded, and the dequantized copies made so far.
+    pub fn memory(&self) -> ModelMemory {
+        match self {
+            Model::Llama(m) => {
+                let linears = m.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]);
+                let linears: Vec<&Linear> = linears.chain([&m.output]).collect();
+                let other = m.embed.storage_size_in_bytes() as u64
+                    + m.layers
+                        .iter()
+                        .map(|l| {
+                            l.bias.as_ref().map_or(0, |(a, b, c)| {
+                                [a, b, c].iter().map(|t| (t.elem_count() * t.dtype().size_in_bytes()) as u64).sum()
+                            })
+                        })
+                        .sum::<u64>();
+                ModelMemory {
+                    weights_bytes: other + linears.iter().map(|l| l.weight_bytes()).sum::<u64>(),
+                    dense_copies_bytes: linears.iter().map(|l| l.dense_bytes()).sum(),
+                }
+            }
+            Model::Gemma3(..) => ModelMemory { weights_bytes: 0, dense_copies_bytes: 0 },
+        }
+    }
+
+    /// Whether [`Model::forward_batch`] takes several sequences (llama family) or one (gemma3).
+    pub fn batches(&self) -> bool {
+        matches!(self, Model::Llama(_))
+    }
+
     /// Shape facts.
     pub fn shape(&self) -> &ModelShape {
         match self {
@@ -147,22 +171,67 @@ impl Model {
         }
     }
 
+    /// A cache holding the first `len` positions of `prefix` (its tokens need not be run again).
+    pub fn cache_from(&self, prefix: &KvPrefix, len: usize) -> Result<Cache> {
+        let Model::Llama(m) = self else {
+            return Err(Error::Internal("gemma3 keeps its cache inside; no prefix reuse".into()));
+        };
+        if len == 0 || len > prefix.len || prefix.k.len() != m.layers.len() {
+            return Err(Error::Internal(format!("a prefix of {} positions cannot start {len}", prefix.len)));
+        }
+        let mut cache = LlamaCache::new(m.layers.len());
+        let per = m.shape.kv_heads * m.head_dim;
+        cache.reserve(len, per);
+        for (slot, saved) in cache.k.iter_mut().zip(&prefix.k).chain(cache.v.iter_mut().zip(&prefix.v)) {
+            slot.extend_from_slice(&saved[..len * per]);
+        }
+        cache.len = len;
+        Ok(Cache::Llama(cache))
+    }
+
     /// Run `tokens` (appended after what `cache` holds) and return the logits of the last one.
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(Error::Internal("forward needs at least one token".into()));
-        }
-        let logits = match (self, cache) {
-            (Model::Llama(m), Cache::Llama(c)) => m.forward(tokens, c)?,
-            (Model::Gemma3(_, _, device), Cache::Gemma3(w, n)) => {
-                let input = Tensor::new(tokens, device)?.unsqueeze(0)?;
-                let logits = w.forward(&input, *n)?;
-                *n += tokens.len();
-                logits.squeeze(0)?
+        Ok(self.forward_batch(&mut [(tokens, cache)])?.remove(0))
+    }
+
+    /// Run several sequences in one pass (continuous batching): each `(tokens, cache)` appends
+    /// `tokens` after what its cache holds. Returns each one's logits of its last token, equal
+    /// to what [`Model::forward`] returns for it alone. On error no cache has advanced (a
+    /// caller may retry the sequences one by one to find the one that fails). gemma3 takes one
+    /// sequence per pass ([`Model::batches`]).
+    pub fn forward_batch(&self, items: &mut [(&[u32], &mut Cache)]) -> Result<Vec<Vec<f32>>> {
+        let logits = match self {
+            Model::Llama(m) => {
+                let mut own = Vec::with_capacity(items.len());
+                for (tokens, cache) in items.iter_mut() {
+                    match cache {
+                        Cache::Llama(c) => own.push((*tokens, c)),
+                        Cache::Gemma3(..) => return Err(Error::Internal("cache of another model".into())),
+                    }
+                }
+                m.forward_batch(&mut own)?
             }
-            _ => return Err(Error::Internal("cache of another model".into())),
+            Model::Gemma3(..) if items.len() > 1 => {
+                return Err(Error::Internal("gemma3 runs one sequence per pass".into()));
+            }
+            Model::Gemma3(_, _, device) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (tokens, cache) in items.iter_mut() {
+                    let Cache::Gemma3(w, n) = cache else {
+                        return Err(Error::Internal("cache of another model".into()));
+                    };
+                    if tokens.is_empty() {
+                        return Err(Error::Internal("forward needs at least one token".into()));
+                    }
+                    let input = Tensor::new(*tokens, device)?.unsqueeze(0)?;
+                    let logits = w.forward(&input, *n)?;
+                    *n += tokens.len();
+                    out.push(logits.squeeze(0)?);
+                }
+                out
+            }
         };
-        Ok(logits.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
+        logits.into_iter().map(|l| Ok(l.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)).collect()
     }
 }
 
@@ -194,24 +263,6 @@ struct Layer {
     down: Linear,
 }
 
-/// KV cache of one request: per layer, `(1, kv_heads, capacity, head_dim)` tensors of which the
-/// first `len` positions are valid. Grows by [`LlamaCache::CHUNK`] positions at a time.
-pub struct LlamaCache {
-    k: Vec<Option<Tensor>>,
-    v: Vec<Option<Tensor>>,
-    len: usize,
-    capacity: usize,
-}
-
-impl LlamaCache {
-    /// Positions added when the cache is full.
-    pub const CHUNK: usize = 256;
-
-    fn new(layers: usize) -> Self {
-        Self { k: vec![None; layers], v: vec![None; layers], len: 0, capacity: 0 }
-    }
-}
-
 impl Llama {
     fn load<R: std::io::Read + std::io::Seek>(
         arch: &str,
@@ -220,7 +271,9 @@ impl Llama {
         device: &Device,
         max_context: usize,
         parameters: u64,
+        dense_copies: bool,
     ) -> Result<Self> {
+        super::kernels::check_layouts()?;
         let key = |k: &str| format!("{arch}.{k}");
         let heads = md_u32(&ct, &key("attention.head_count"))?;
         let kv_heads = md_u32(&ct, &key("attention.head_count_kv")).unwrap_or(heads);
@@ -248,7 +301,7 @@ impl Llama {
         let vocab = embed.shape().dims()[0];
         let norm = RmsNorm::from_qtensor(tensor("output_norm.weight")?, eps)?;
         // Dequantized copies speed up prompt processing; keep them while the model is small.
-        let keep_dense = parameters * 4 <= DENSE_BUDGET_BYTES;
+        let keep_dense = dense_copies && parameters * 4 <= DENSE_BUDGET_BYTES;
         let output = match tensor("output.weight") {
             Ok(t) => Linear::new(t, keep_dense)?,
             Err(_) => Linear::new(tensor("token_embd.weight")?, keep_dense)?, // tied embeddings
@@ -317,44 +370,95 @@ impl Llama {
         Ok(Self { shape, head_dim, rope_neox, embed, layers, norm, output, cos, sin, device: device.clone() })
     }
 
-    /// Process `tokens` after the cached ones; logits of the last token.
-    fn forward(&self, tokens: &[u32], cache: &mut LlamaCache) -> Result<Tensor> {
-        let (pos, n) = (cache.len, tokens.len());
-        if pos + n > self.shape.context {
-            return Err(Error::Invalid(vec![crate::error::FieldError::new(
-                "",
-                format!("{} tokens exceed the model's context of {}", pos + n, self.shape.context),
-            )]));
+    /// Run several sequences in one pass: each `(tokens, cache)` appends `tokens` after what its
+    /// cache holds; returns each one's logits of its last token, in order.
+    ///
+    /// Sequences with one token (decoding) share every projection: their rows go through
+    /// [`Linear::forward_each_row`], which reads each weight once for all of them and computes
+    /// every row as a lone token's. Sequences with several tokens (a prompt chunk) run each
+    /// projection on their own rows, as alone. Attention is per sequence, over its own cache.
+    /// So a sequence's logits are the same whichever batch it is in. Caches change only when
+    /// the whole pass succeeded.
+    fn forward_batch(&self, items: &mut [(&[u32], &mut LlamaCache)]) -> Result<Vec<Tensor>> {
+        let out = self.forward_batch_inner(items);
+        if out.is_err() {
+            let per = self.shape.kv_heads * self.head_dim;
+            for (_, cache) in items.iter_mut() {
+                cache.truncate(per);
+            }
+        }
+        out
+    }
+
+    fn forward_batch_inner(&self, items: &mut [(&[u32], &mut LlamaCache)]) -> Result<Vec<Tensor>> {
+        for (tokens, cache) in items.iter() {
+            if tokens.is_empty() {
+                return Err(Error::Internal("forward needs at least one token".into()));
+            }
+            if cache.len + tokens.len() > self.shape.context {
+                return Err(Error::Invalid(vec![crate::error::FieldError::new(
+                    "",
+                    format!("{} tokens exceed the model's context of {}", cache.len + tokens.len(), self.shape.context),
+                )]));
+            }
         }
         let (heads, kv_heads, hd) = (self.shape.heads, self.shape.kv_heads, self.head_dim);
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embed.embedding(&ids)?.to_dtype(DType::F32)?.unsqueeze(0)?; // (1, n, dim)
-        let cos = self.cos.narrow(0, pos, n)?;
-        let sin = self.sin.narrow(0, pos, n)?;
-        let total = pos + n;
-        let mask = if n > 1 { Some(causal_mask(n, pos, &self.device)?) } else { None };
-        if total > cache.capacity {
-            let capacity = total.div_ceil(LlamaCache::CHUNK) * LlamaCache::CHUNK;
-            for slot in cache.k.iter_mut().chain(cache.v.iter_mut()) {
-                let grown = Tensor::zeros((1, kv_heads, capacity, hd), DType::F32, &self.device)?;
-                if let Some(old) = slot.take() {
-                    grown.slice_set(&old.narrow(2, 0, pos)?.contiguous()?, 2, 0)?;
-                }
-                *slot = Some(grown);
-            }
-            cache.capacity = capacity;
+        // Rows in pass order: the one-token sequences first (one group), then each chunk.
+        let order: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].0.len() == 1)
+            .chain((0..items.len()).filter(|&i| items[i].0.len() > 1))
+            .collect();
+        let singles = order.iter().take_while(|&&i| items[i].0.len() == 1).count();
+        let mut groups: Vec<(usize, usize, bool)> = Vec::new(); // (first row, rows, one row per sequence)
+        if singles > 0 {
+            groups.push((0, singles, true));
         }
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut offsets = vec![0usize; items.len()];
+        let (mut ids, mut positions) = (Vec::new(), Vec::new());
+        for &i in &order {
+            let (tokens, cache) = &items[i];
+            offsets[i] = ids.len();
+            if tokens.len() > 1 {
+                groups.push((ids.len(), tokens.len(), false));
+            }
+            ids.extend_from_slice(tokens);
+            positions.extend((cache.len..cache.len + tokens.len()).map(|p| p as u32));
+        }
+        let rows = ids.len();
+        let per = kv_heads * hd;
+        for (tokens, cache) in items.iter_mut() {
+            cache.reserve(cache.len + tokens.len(), per);
+        }
+        let ids = Tensor::new(ids.as_slice(), &self.device)?;
+        let positions = Tensor::new(positions.as_slice(), &self.device)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        let masks = items
+            .iter()
+            .map(|(t, c)| if t.len() > 1 { causal_mask(t.len(), c.len, &self.device).map(Some) } else { Ok(None) })
+            .collect::<Result<Vec<_>>>()?;
+        let project = |lin: &Linear, h: &Tensor| -> Result<Tensor> {
+            let parts = groups
+                .iter()
+                .map(|&(first, n, each)| {
+                    let part = if groups.len() == 1 { h.clone() } else { h.narrow(1, first, n)? };
+                    if each { lin.forward_each_row(&part) } else { lin.forward(&part) }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(if parts.len() == 1 { parts.into_iter().next().expect("one") } else { Tensor::cat(&parts, 1)? })
+        };
+        let mut x = self.embed.embedding(&ids)?.to_dtype(DType::F32)?.unsqueeze(0)?; // (1, rows, dim)
+        for (l, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
-            let (mut q, mut k, mut v) = (layer.wq.forward(&h)?, layer.wk.forward(&h)?, layer.wv.forward(&h)?);
+            let (mut q, mut k, mut v) = (project(&layer.wq, &h)?, project(&layer.wk, &h)?, project(&layer.wv, &h)?);
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
                 v = v.broadcast_add(bv)?;
             }
-            let mut q = q.reshape((1, n, heads, hd))?.transpose(1, 2)?.contiguous()?;
-            let mut k = k.reshape((1, n, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
-            let v = v.reshape((1, n, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
+            let mut q = q.reshape((1, rows, heads, hd))?.transpose(1, 2)?.contiguous()?;
+            let mut k = k.reshape((1, rows, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
+            let v = v.reshape((1, rows, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
             if let Some((qn, kn)) = &layer.qk_norm {
                 q = qn.forward(&q)?;
                 k = kn.forward(&k)?;
@@ -364,96 +468,58 @@ impl Llama {
             } else {
                 (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?, candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?)
             };
-            let kc = cache.k[i].as_ref().expect("cache allocated above");
-            let vc = cache.v[i].as_ref().expect("cache allocated above");
-            kc.slice_set(&k, 2, pos)?;
-            vc.slice_set(&v, 2, pos)?;
-            let keys = kc.narrow(2, 0, total)?; // (1, kv, total, hd)
-            let values = vc.narrow(2, 0, total)?;
-            let attn = grouped_attention(&q, &keys, &values, mask.as_ref())?; // (1, heads, n, hd)
-            let attn = attn.transpose(1, 2)?.reshape((1, n, heads * hd))?;
-            x = (x + layer.wo.forward(&attn)?)?;
+            // Each sequence's new keys and values join its cache (position-major).
+            let (kf, vf) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?); // (kv, rows, hd)
+            for (i, (tokens, cache)) in items.iter_mut().enumerate() {
+                for t in offsets[i]..offsets[i] + tokens.len() {
+                    for g in 0..kv_heads {
+                        let at = (g * rows + t) * hd;
+                        cache.k[l].extend_from_slice(&kf[at..at + hd]);
+                        cache.v[l].extend_from_slice(&vf[at..at + hd]);
+                    }
+                }
+            }
+            // Attention, per sequence over its own cache, written as (rows, heads, hd): one
+            // kernel for all the one-token sequences at once, candle's for prompt chunks.
+            let mut out = vec![0f32; rows * heads * hd];
+            let qf = q.flatten_all()?.to_vec1::<f32>()?; // (heads, rows, hd)
+            let singles: Vec<DecodeRow> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, (t, _))| t.len() == 1)
+                .map(|(i, (_, c))| DecodeRow { row: offsets[i], keys: &c.k[l], values: &c.v[l], total: c.len + 1 })
+                .collect();
+            decode_attention(&qf, rows, heads, kv_heads, hd, &singles, &mut out);
+            for (i, (tokens, cache)) in items.iter().enumerate() {
+                let (off, n) = (offsets[i], tokens.len());
+                if n == 1 {
+                    continue;
+                }
+                let total = cache.len + n;
+                let cached = |c: &[f32]| -> Result<Tensor> {
+                    Ok(Tensor::from_slice(&c[..total * per], (total, kv_heads, hd), &self.device)?
+                        .transpose(0, 1)?
+                        .contiguous()?
+                        .unsqueeze(0)?) // (1, kv, total, hd)
+                };
+                let qi = if items.len() == 1 { q.clone() } else { q.narrow(2, off, n)?.contiguous()? };
+                let a = grouped_attention(&qi, &cached(&cache.k[l])?, &cached(&cache.v[l])?, masks[i].as_ref())?;
+                let a = a.transpose(1, 2)?.contiguous()?.flatten_all()?.to_vec1::<f32>()?; // (n, heads, hd)
+                out[off * heads * hd..(off + n) * heads * hd].copy_from_slice(&a);
+            }
+            let attn = Tensor::from_vec(out, (1, rows, heads * hd), &self.device)?;
+            x = (x + project(&layer.wo, &attn)?)?;
             let h = layer.ffn_norm.forward(&x)?;
-            let ff = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
-            x = (x + layer.down.forward(&ff)?)?;
+            let ff = (candle_nn::ops::silu(&project(&layer.gate, &h)?)? * project(&layer.up, &h)?)?;
+            x = (x + project(&layer.down, &ff)?)?;
         }
-        cache.len = total;
-        let last = x.i((.., n - 1..n, ..))?;
-        let last = self.norm.forward(&last)?;
-        Ok(self.output.forward(&last)?.squeeze(0)?.squeeze(0)?)
-    }
-}
-
-/// Scaled dot-product attention where each key/value head serves `heads / kv_heads` query
-/// heads, computed without repeating K/V: the queries of a group are stacked as rows of one
-/// matrix per key/value head. `q` is `(1, heads, n, hd)`, `keys`/`values` `(1, kv_heads, total,
-/// hd)`, `mask` additive `(n, total)`; returns `(1, heads, n, hd)`.
-fn grouped_attention(q: &Tensor, keys: &Tensor, values: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-    let (_, heads, n, hd) = q.dims4()?;
-    let (_, kv_heads, total, _) = keys.dims4()?;
-    let group = heads / kv_heads;
-    let q = q.reshape((1, kv_heads, group * n, hd))?;
-    let scores = (q.matmul(&keys.t()?)? / (hd as f64).sqrt())?; // (1, kv, group*n, total)
-    let scores = match mask {
-        Some(m) => scores.reshape((1, kv_heads, group, n, total))?.broadcast_add(m)?.reshape((
-            1,
-            kv_heads,
-            group * n,
-            total,
-        ))?,
-        None => scores,
-    };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    Ok(probs.matmul(&values.contiguous()?)?.reshape((1, heads, n, hd))?)
-}
-
-/// Additive causal mask `(n, pos + n)`: 0 where attending is allowed, -inf elsewhere.
-fn causal_mask(n: usize, pos: usize, device: &Device) -> Result<Tensor> {
-    let total = pos + n;
-    let data: Vec<f32> =
-        (0..n).flat_map(|i| (0..total).map(move |j| if j <= pos + i { 0.0 } else { f32::NEG_INFINITY })).collect();
-    Ok(Tensor::from_vec(data, (n, total), device)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The grouped form computes what repeating K/V per query head computes, up to float
-    /// rounding, with and without a causal mask and a cache prefix.
-    #[test]
-    fn grouped_attention_equals_repeated_kv() -> Result<()> {
-        let dev = Device::Cpu;
-        for (heads, kv, n, pos, scale) in
-            [(12, 2, 10, 0, 1.0), (12, 2, 37, 0, 30.0), (9, 3, 1, 20, 10.0), (8, 8, 5, 3, 1.0)]
-        {
-            let hd = 16;
-            let total = pos + n;
-            let q = (Tensor::randn(0f32, 1.0, (1, heads, n, hd), &dev)? * scale)?;
-            let k = (Tensor::randn(0f32, 1.0, (1, kv, total, hd), &dev)? * scale)?;
-            let v = Tensor::randn(0f32, 1.0, (1, kv, total, hd), &dev)?;
-            let mask = if n > 1 { Some(causal_mask(n, pos, &dev)?) } else { None };
-            let ours = grouped_attention(&q, &k, &v, mask.as_ref())?;
-            let kr = candle_transformers::utils::repeat_kv(k, heads / kv)?;
-            let vr = candle_transformers::utils::repeat_kv(v, heads / kv)?;
-            let s = (q.matmul(&kr.t()?)? / (hd as f64).sqrt())?;
-            let s = match &mask {
-                Some(m) => s.broadcast_add(m)?,
-                None => s,
-            };
-            let theirs = candle_nn::ops::softmax_last_dim(&s)?.matmul(&vr.contiguous()?)?;
-            let d = (ours - theirs)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-            assert!(d < 1e-4, "heads {heads} kv {kv} n {n} pos {pos}: {d}");
+        // The last row of every sequence, in the caller's order, through the head together.
+        let last: Vec<u32> = items.iter().enumerate().map(|(i, (t, _))| (offsets[i] + t.len() - 1) as u32).collect();
+        let last = x.squeeze(0)?.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?;
+        let logits = self.output.forward_each_row(&self.norm.forward(&last)?)?; // (sequences, vocab)
+        for (tokens, cache) in items.iter_mut() {
+            cache.len += tokens.len();
         }
-        Ok(())
-    }
-
-    #[test]
-    fn causal_mask_lets_each_position_see_the_past_and_itself() -> Result<()> {
-        let m: Vec<Vec<f32>> = causal_mask(2, 1, &Device::Cpu)?.to_vec2()?;
-        assert_eq!(m[0][..2], [0.0, 0.0]);
-        assert_eq!(m[0][2], f32::NEG_INFINITY);
-        assert_eq!(m[1], [0.0, 0.0, 0.0]);
-        Ok(())
+        (0..items.len()).map(|i| Ok(logits.get(i)?)).collect()
     }
 }

@@ -26,6 +26,8 @@ pub struct SamplingParams {
     pub repeat_last_n: usize,
     /// Seed of the random generator.
     pub seed: u64,
+    /// Never end at an end-of-generation token (benchmarks that need exactly `max_tokens`).
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -40,6 +42,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             repeat_last_n: 64,
             seed: 0,
+            ignore_eos: false,
         }
     }
 }

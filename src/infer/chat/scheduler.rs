@@ -1,10 +1,19 @@
 //! The chat scheduler: one worker thread owns the model and serves every request.
 //!
 //! Requests arrive over a channel and wait in FIFO order; up to `max_active` are generated at
-//! once, round-robin one step each (a prompt chunk or one token), so a long prompt cannot hold
-//! the others up. Each active request has its own KV cache, freed when it ends. A request whose
-//! client went away (its event receiver is dropped) is cancelled at its next step and its slot
-//! goes to the next waiting request.
+//! once (continuous batching). Every step runs all active sequences in one forward pass: each
+//! decoding sequence adds one token, and sequences still reading their prompt add a chunk,
+//! `prefill_chunk` prompt tokens per pass in all (oldest first), so a long prompt never stalls
+//! the others' decoding for more than one chunk. New requests are admitted between steps.
+//!
+//! Each sequence has its own KV cache, freed when it ends. A new request starts from the
+//! longest prefix of its prompt already in the [`PrefixCache`] (the assistant's instructions,
+//! earlier turns), and every prompt's cache is offered to it once read.
+//!
+//! One sequence never hurts the others: a request whose client went away (its event receiver
+//! is dropped) is cancelled before the next step; when a pass fails or panics, its sequences
+//! run again one by one (their caches did not advance), and only the one that fails alone ends,
+//! with its own error.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -16,11 +25,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::guard::{JsonAutomaton, JsonGuard};
 use super::json::JsonPrefix;
+use super::reuse::{CANONICAL_ROWS, MIN_REUSED_TOKENS, PrefixCache, reuse_point};
 use super::sampling::{Sampler, SamplingParams};
 use super::schema::{SchemaPrefix, Shape};
 use super::text::TextStream;
-use super::{Cache, ChatModel, ChatTemplate, ChatTokenizer, Message, Model, ModelShape};
+use super::{Cache, ChatModel, ChatTemplate, ChatTokenizer, KvPrefix, Message, Model, ModelShape};
 use crate::error::{Error, FieldError, Result};
 
 /// Scheduler settings.
@@ -30,8 +41,10 @@ pub struct SchedulerConfig {
     pub max_active: usize,
     /// Requests waiting before new ones are refused (503).
     pub max_waiting: usize,
-    /// Prompt tokens per forward pass.
+    /// Prompt tokens per forward pass (all sequences reading their prompt together).
     pub prefill_chunk: usize,
+    /// Bytes of prompt KV caches kept for prefix reuse (0: off).
+    pub prefix_cache_bytes: usize,
 }
 
 /// One generation.
@@ -112,6 +125,22 @@ pub struct SchedulerStats {
     pub prompt_tokens: AtomicU64,
     /// Tokens generated.
     pub generated_tokens: AtomicU64,
+    /// Forward passes run.
+    pub passes: AtomicU64,
+    /// Sequences in those passes, summed (over `passes`: the mean batch).
+    pub pass_sequences: AtomicU64,
+    /// Sequences in the last pass.
+    pub batch: AtomicUsize,
+    /// Requests that started from a cached prompt prefix.
+    pub prefix_hits: AtomicU64,
+    /// Prompt tokens not run because their prefix was cached.
+    pub prefix_tokens: AtomicU64,
+    /// Bytes held by the prefix cache.
+    pub prefix_bytes: AtomicUsize,
+    /// Requests that ended with an error of their own.
+    pub failed: AtomicU64,
+    /// Bytes of the active requests' KV caches.
+    pub kv_bytes: AtomicUsize,
 }
 
 /// What callers may know about the model.
@@ -133,6 +162,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Generator {
     tx: mpsc::Sender<Job>,
+    model: Model,
     info: Arc<ChatInfo>,
     tokenizer: Arc<ChatTokenizer>,
     template: Arc<ChatTemplate>,
@@ -154,6 +184,7 @@ impl Generator {
             config: config.clone(),
             waiting: VecDeque::new(),
             active: Vec::new(),
+            prefixes: PrefixCache::new(config.prefix_cache_bytes, MIN_REUSED_TOKENS),
         };
         std::thread::Builder::new()
             .name("aisle-chat".into())
@@ -161,6 +192,7 @@ impl Generator {
             .expect("spawn the chat worker");
         Self {
             tx,
+            model: model.model.clone(),
             info,
             tokenizer: model.tokenizer,
             template: model.template,
@@ -182,6 +214,11 @@ impl Generator {
     /// Counters.
     pub fn stats(&self) -> &SchedulerStats {
         &self.stats
+    }
+
+    /// Memory the model holds (weights, dequantized copies); KV caches are in [`Self::stats`].
+    pub fn memory(&self) -> super::model::ModelMemory {
+        self.model.memory()
     }
 
     /// Render a conversation with the model's template and tokenize it.
@@ -252,74 +289,12 @@ impl Generator {
     }
 }
 
-/// The automaton a JSON constraint runs.
-#[derive(Clone)]
-enum JsonAutomaton {
-    /// Any JSON object.
-    Object(JsonPrefix),
-    /// A document of a schema.
-    Schema(SchemaPrefix),
-}
-
-impl JsonAutomaton {
-    fn feed(&mut self, text: &str) -> bool {
-        match self {
-            JsonAutomaton::Object(j) => j.feed(text),
-            JsonAutomaton::Schema(s) => s.feed(text),
-        }
-    }
-
-    fn complete(&self) -> bool {
-        match self {
-            JsonAutomaton::Object(j) => j.complete(),
-            JsonAutomaton::Schema(s) => s.complete(),
-        }
-    }
-}
-
-/// JSON constraint over bytes: characters may be split across tokens.
-struct JsonGuard {
-    json: JsonAutomaton,
-    pending: Vec<u8>,
-}
-
-impl JsonGuard {
-    /// Whether appending `bytes` keeps the output a JSON-object prefix.
-    fn allows(&self, bytes: &[u8]) -> bool {
-        if bytes.is_empty() {
-            return false;
-        }
-        let mut all = self.pending.clone();
-        all.extend_from_slice(bytes);
-        let (text, rest) = split_utf8(&all);
-        match &self.json {
-            // Non-ASCII bytes can only be inside a string, so an incomplete tail is judged there.
-            JsonAutomaton::Object(j) => j.accepts(text) && (rest.is_empty() || j.accepts(&format!("{text}\u{e9}"))),
-            // A schema's enum values may hold non-ASCII characters: the tail must go on one.
-            JsonAutomaton::Schema(s) => s.accepts_partial(text, rest),
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        let all = std::mem::take(&mut self.pending);
-        let (text, rest) = split_utf8(&all);
-        self.json.feed(text);
-        self.pending = rest.to_vec();
-    }
-}
-
-fn split_utf8(bytes: &[u8]) -> (&str, &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => (s, &[]),
-        Err(e) => (std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix"), &bytes[e.valid_up_to()..]),
-    }
-}
-
 struct Sequence {
     job: Job,
     cache: Cache,
     fed: usize,
+    /// Leading prompt positions computed as a cold run computes them (see [`reuse_point`]).
+    canonical: usize,
     tokens: Vec<u32>,
     generated: usize,
     sampler: Sampler,
@@ -341,6 +316,7 @@ struct Worker {
     config: SchedulerConfig,
     waiting: VecDeque<Job>,
     active: Vec<Sequence>,
+    prefixes: PrefixCache<KvPrefix>,
 }
 
 impl Worker {
@@ -356,31 +332,14 @@ impl Worker {
                 self.waiting.push_back(job);
             }
             self.admit();
-            let mut i = 0;
-            while i < self.active.len() {
-                let seq = &mut self.active[i];
-                if seq.job.events.is_closed() {
-                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                    self.active.swap_remove(i);
-                    continue;
-                }
-                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    step(&self.model, &self.tokenizer, &self.config, &self.stats, seq)
-                }))
-                .unwrap_or_else(|_| Err(Error::Internal("generation panicked".into())));
-                match outcome {
-                    Ok(Step::Continue) => i += 1,
-                    Ok(Step::Finished(reason)) => {
-                        let seq = self.active.swap_remove(i);
-                        finish(seq, reason, &self.stats);
-                    }
-                    Err(e) => {
-                        let seq = self.active.swap_remove(i);
-                        let _ = seq.job.events.send(GenerationEvent::Failed(e.to_string()));
-                    }
-                }
+            let before = self.active.len();
+            self.active.retain(|seq| !seq.job.events.is_closed());
+            self.stats.cancelled.fetch_add((before - self.active.len()) as u64, Ordering::Relaxed);
+            if !self.active.is_empty() {
+                self.step();
             }
             self.stats.active.store(self.active.len(), Ordering::Relaxed);
+            self.stats.kv_bytes.store(self.active.iter().map(|s| s.cache.bytes()).sum(), Ordering::Relaxed);
         }
     }
 
@@ -398,9 +357,11 @@ impl Worker {
                 OutputFormat::JsonSchema(shape) => Some(JsonAutomaton::Schema(SchemaPrefix::new(shape.clone()))),
             }
             .map(|json| JsonGuard { json, pending: Vec::new() });
+            let (cache, fed) = self.start_cache(&job.request.prompt);
             self.active.push(Sequence {
-                cache: self.model.new_cache(),
-                fed: 0,
+                cache,
+                fed,
+                canonical: fed,
                 tokens: job.request.prompt.clone(),
                 generated: 0,
                 sampler: Sampler::new(job.request.sampling.clone()),
@@ -412,36 +373,176 @@ impl Worker {
         }
         self.stats.active.store(self.active.len(), Ordering::Relaxed);
     }
+
+    /// A cache for `prompt`: from the longest cached prefix, or empty; and how many prompt
+    /// tokens it already holds.
+    fn start_cache(&mut self, prompt: &[u32]) -> (Cache, usize) {
+        let chunk = self.config.prefill_chunk.max(1);
+        if self.model.batches()
+            && let Some((prefix, shared)) = self.prefixes.lookup(prompt)
+            && let Some(n) = reuse_point(shared, prompt.len(), chunk)
+        {
+            match self.model.cache_from(prefix, n) {
+                Ok(cache) => {
+                    self.stats.prefix_hits.fetch_add(1, Ordering::Relaxed);
+                    self.stats.prefix_tokens.fetch_add(n as u64, Ordering::Relaxed);
+                    return (cache, n);
+                }
+                Err(e) => tracing::warn!(error = %e, "a cached prompt prefix could not be reused"),
+            }
+        }
+        (self.model.new_cache(), 0)
+    }
+
+    /// One step: every active sequence in one forward pass (a prompt chunk or its last token);
+    /// then each chooses its next token. A failed pass is run again one sequence at a time.
+    fn step(&mut self) {
+        // What each sequence feeds: decoding ones their last token, prompt readers their next
+        // chunk (up to the next multiple of `prefill_chunk`, or the prompt's end) while the
+        // pass's prompt budget holds it, oldest first; a reader whose chunk does not fit waits a
+        // step. A prompt is cut at the same places in any batch and after any reused prefix.
+        let chunk = self.config.prefill_chunk.max(1);
+        let mut budget = chunk;
+        let spans: Vec<Option<(usize, usize)>> = self
+            .active
+            .iter()
+            .map(|seq| {
+                let prompt_len = seq.job.request.prompt.len();
+                if seq.fed >= prompt_len {
+                    return Some((seq.tokens.len() - 1, seq.tokens.len()));
+                }
+                // Chunks end at multiples of `chunk` from the prompt's start, wherever it began.
+                let n = prompt_len.min((seq.fed / chunk + 1) * chunk) - seq.fed;
+                if n > budget {
+                    return None;
+                }
+                budget -= n;
+                Some((seq.fed, seq.fed + n))
+            })
+            .collect();
+        let chosen: Vec<usize> = (0..self.active.len()).filter(|&i| spans[i].is_some()).collect();
+        let run = |model: &Model, active: &mut [Sequence], which: &[usize]| -> Result<Vec<Vec<f32>>> {
+            if crate::fault::armed("chat.sequence")
+                && which
+                    .iter()
+                    .any(|&i| active[i].generated >= 2 && active[i].job.request.stop.iter().any(|s| s == FAULT_STOP))
+            {
+                return Err(Error::Inference("AISLE_FAULT: a sequence failed in its pass".into()));
+            }
+            let mut items: Vec<(&[u32], &mut Cache)> = Vec::with_capacity(which.len());
+            let mut rest: &mut [Sequence] = active;
+            let mut base = 0;
+            for &i in which {
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(i - base);
+                let (seq, tail) = tail.split_first_mut().expect("an active sequence");
+                let (from, to) = spans[i].expect("chosen");
+                items.push((&seq.tokens[from..to], &mut seq.cache));
+                rest = tail;
+                base = i + 1;
+            }
+            std::panic::catch_unwind(AssertUnwindSafe(|| model.forward_batch(&mut items)))
+                .unwrap_or_else(|_| Err(Error::Internal("the forward pass panicked".into())))
+        };
+        let mut outcomes: Vec<(usize, Result<Vec<f32>>)> = Vec::with_capacity(chosen.len());
+        let batched = if self.model.batches() && chosen.len() > 1 {
+            run(&self.model, &mut self.active, &chosen).ok()
+        } else {
+            None
+        };
+        match batched {
+            Some(all) => {
+                self.count_pass(chosen.len());
+                outcomes.extend(chosen.iter().copied().zip(all.into_iter().map(Ok)));
+            }
+            None => {
+                for &i in &chosen {
+                    self.count_pass(1);
+                    let one = run(&self.model, &mut self.active, &[i]).map(|mut v| v.remove(0));
+                    outcomes.push((i, one));
+                }
+            }
+        }
+        // Each sequence goes on, finishes or fails on its own; remove from the back.
+        let mut ended: Vec<(usize, std::result::Result<FinishReason, Error>)> = Vec::new();
+        for (i, logits) in outcomes {
+            let (from, to) = spans[i].expect("chosen");
+            let seq = &mut self.active[i];
+            let outcome = logits.and_then(|logits| {
+                let prompt_len = seq.job.request.prompt.len();
+                if seq.fed < prompt_len {
+                    self.stats.prompt_tokens.fetch_add((to - from) as u64, Ordering::Relaxed);
+                    if seq.canonical == from && to - from >= CANONICAL_ROWS {
+                        seq.canonical = to;
+                    }
+                    seq.fed = to;
+                    if seq.fed < prompt_len {
+                        return Ok(Step::Continue);
+                    }
+                    offer_prefix(&mut self.prefixes, &self.stats, seq);
+                } else {
+                    seq.fed += 1;
+                }
+                std::panic::catch_unwind(AssertUnwindSafe(|| choose(&self.tokenizer, &self.stats, seq, logits)))
+                    .unwrap_or_else(|_| Err(Error::Internal("choosing a token panicked".into())))
+            });
+            match outcome {
+                Ok(Step::Continue) => {}
+                Ok(Step::Finished(reason)) => ended.push((i, Ok(reason))),
+                Err(e) => ended.push((i, Err(e))),
+            }
+        }
+        ended.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, how) in ended {
+            let seq = self.active.remove(i);
+            match how {
+                Ok(reason) => finish(seq, reason, &self.stats),
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "a chat request failed alone; the others go on");
+                    let _ = seq.job.events.send(GenerationEvent::Failed(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn count_pass(&self, sequences: usize) {
+        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        self.stats.pass_sequences.fetch_add(sequences as u64, Ordering::Relaxed);
+        self.stats.batch.store(sequences, Ordering::Relaxed);
+    }
 }
 
-/// One step of one sequence: a prompt chunk, or one generated token.
-fn step(
-    model: &Model,
-    tok: &ChatTokenizer,
-    config: &SchedulerConfig,
-    stats: &SchedulerStats,
-    seq: &mut Sequence,
-) -> Result<Step> {
-    let prompt_len = seq.job.request.prompt.len();
-    if seq.fed < prompt_len {
-        let end = (seq.fed + config.prefill_chunk.max(1)).min(prompt_len);
-        let chunk = &seq.tokens[seq.fed..end];
-        let logits = model.forward(chunk, &mut seq.cache)?;
-        stats.prompt_tokens.fetch_add((end - seq.fed) as u64, Ordering::Relaxed);
-        seq.fed = end;
-        if seq.fed < prompt_len {
-            return Ok(Step::Continue);
-        }
-        return choose(tok, stats, seq, logits);
+/// With `AISLE_FAULT=chat.sequence`, every pass that holds a request with this stop string
+/// fails once it has generated two tokens (tests of a sequence that fails mid-batch).
+pub const FAULT_STOP: &str = "AISLE_FAULT_SEQUENCE";
+
+/// Offer a sequence's prompt cache (just read) to the prefix cache: the positions a cold run
+/// would compute the same way (a short last chunk took other kernels).
+fn offer_prefix(prefixes: &mut PrefixCache<KvPrefix>, stats: &SchedulerStats, seq: &Sequence) {
+    let prompt = &seq.job.request.prompt[..seq.canonical];
+    if !prefixes.wants(prompt) {
+        return;
     }
-    let last = *seq.tokens.last().expect("non-empty");
-    let logits = model.forward(&[last], &mut seq.cache)?;
-    seq.fed += 1;
-    choose(tok, stats, seq, logits)
+    match seq.cache.snapshot(prompt.len()) {
+        Ok(Some(kv)) => {
+            let bytes = kv.bytes();
+            prefixes.insert(prompt, kv, bytes);
+            stats.prefix_bytes.store(prefixes.bytes(), Ordering::Relaxed);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "a prompt's cache could not be kept for reuse"),
+    }
 }
 
 fn choose(tok: &ChatTokenizer, stats: &SchedulerStats, seq: &mut Sequence, mut logits: Vec<f32>) -> Result<Step> {
     logits.truncate(tok.vocab());
+    if seq.job.request.sampling.ignore_eos {
+        for t in tok.eog() {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
     let history = &seq.tokens;
     let token = match seq.json.as_ref() {
         None => seq.sampler.sample(&mut logits, history, None),

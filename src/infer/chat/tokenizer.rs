@@ -224,6 +224,11 @@ impl ChatTokenizer {
         self.eog.contains(&id)
     }
 
+    /// The end-of-generation token ids.
+    pub fn eog(&self) -> impl Iterator<Item = u32> + '_ {
+        self.eog.iter().copied()
+    }
+
     /// The bytes a token stands for in generated text (empty for control tokens).
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         self.token_bytes.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
