@@ -667,7 +667,11 @@ fn a_sequence_computes_the_same_logits_in_any_batch() {
                 }
             }
         }
-        assert!(agree * 10 >= compared * 9, "{}: the most likely token agrees at {agree} of {compared}", path.display());
+        assert!(
+            agree * 10 >= compared * 9,
+            "{}: the most likely token agrees at {agree} of {compared}",
+            path.display()
+        );
     }
 }
 
