@@ -185,6 +185,11 @@ pub(super) fn dot4(w: &[BlockQ41], a: [&[BlockQ81]; 4]) -> [f32; 4] {
     dot_n(w, a)
 }
 
+/// [`dot`] of one weight row with eight activation rows.
+pub(super) fn dot8(w: &[BlockQ41], a: [&[BlockQ81]; 8]) -> [f32; 8] {
+    dot_n(w, a)
+}
+
 /// One weight row with `N` activation rows; each result is bit for bit what the row gives
 /// alone, on every kernel (the integer sums are exact, the float steps the same).
 fn dot_n<const N: usize>(w: &[BlockQ41], a: [&[BlockQ81]; N]) -> [f32; N] {
@@ -337,6 +342,8 @@ mod tests {
         let acts: Vec<Vec<BlockQ81>> = (0..4)
             .map(|_| quantize_q81(&(0..48 * 32).map(|_| rng.random_range(-4.0..4.0)).collect::<Vec<f32>>()))
             .collect();
+        let eight = dot8(&w, std::array::from_fn(|r| acts[r % 4].as_slice()));
+        assert!((0..8).all(|r| eight[r].to_bits() == dot(&w, &acts[r % 4]).to_bits()), "eight rows at once");
         let four = dot4(&w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
         for (r, act) in acts.iter().enumerate() {
             assert_eq!(four[r].to_bits(), dot(&w, act).to_bits(), "row {r}");
@@ -381,6 +388,8 @@ mod tests {
             |rng: &mut rand::rngs::StdRng| (0..64 * 32).map(|_| rng.random_range(-3.0..3.0)).collect::<Vec<f32>>();
         let w = quantize_q80(&row(&mut rng));
         let acts: Vec<Vec<BlockQ80>> = (0..4).map(|_| quantize_q80(&row(&mut rng))).collect();
+        let eight = q8_dot_n::<8>(&w, std::array::from_fn(|r| acts[r % 4].as_slice()));
+        assert!((0..8).all(|r| eight[r].to_bits() == q8_dot_n(&w, [acts[r % 4].as_slice()])[0].to_bits()));
         let four = q8_dot_n(&w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
         for (r, act) in acts.iter().enumerate() {
             let one = q8_dot_n(&w, [act.as_slice()])[0];

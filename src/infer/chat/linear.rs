@@ -25,7 +25,7 @@ use candle_core::quantized::{GgmlDType, GgmlType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
 use super::kernels::{
-    BlockQ41, BlockQ80, BlockQ81, cast_blocks, dot, dot4, is_x86_avx2, q8_dot_n, quantize_q80, quantize_q81,
+    BlockQ41, BlockQ80, BlockQ81, cast_blocks, dot, dot4, dot8, is_x86_avx2, q8_dot_n, quantize_q80, quantize_q81,
 };
 use crate::error::{Error, Result};
 
@@ -238,9 +238,19 @@ fn q4_1_rows(data: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32
     let acts: Vec<Vec<BlockQ81>> = x.chunks(cols).map(quantize_q81).collect();
     Ok(for_rows(rows, acts.len(), |first, dsts| {
         let len = dsts[0].len();
-        // Four input rows at a time share each weight block's unpacking; each row's sum is
-        // formed exactly as `dot` forms it alone.
+        // Eight, then four input rows at a time share each weight block's unpacking; each
+        // row's sum is formed exactly as `dot` forms it alone.
         let mut a = 0;
+        while a + 8 <= acts.len() {
+            for j in 0..len {
+                let ys =
+                    dot8(&w[(first + j) * nb..(first + j + 1) * nb], std::array::from_fn(|r| acts[a + r].as_slice()));
+                for (r, y) in ys.into_iter().enumerate() {
+                    dsts[a + r][j] = y;
+                }
+            }
+            a += 8;
+        }
         while a + 4 <= acts.len() {
             for j in 0..len {
                 let ys = dot4(
@@ -261,8 +271,8 @@ fn q4_1_rows(data: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32
     }))
 }
 
-/// Q8_0 times input rows (`x` is rows of `cols` values); output `(x rows, rows)`. Four input
-/// rows at a time share each weight block's load, each row summed as alone.
+/// Q8_0 times input rows (`x` is rows of `cols` values); output `(x rows, rows)`. Eight or four
+/// input rows at a time share each weight block's load, each row summed as alone.
 #[allow(clippy::needless_range_loop)] // `j` picks a weight row and a slot in four outputs
 fn q8_0_rows(data: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>> {
     let w: &[BlockQ80] = cast_blocks(data, rows, cols, 32, "Q8_0")?;
@@ -272,6 +282,15 @@ fn q8_0_rows(data: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32
         let len = dsts[0].len();
         let row = |j: usize| &w[(first + j) * nb..(first + j + 1) * nb];
         let mut a = 0;
+        while a + 8 <= acts.len() {
+            for j in 0..len {
+                let ys = q8_dot_n::<8>(row(j), std::array::from_fn(|r| acts[a + r].as_slice()));
+                for (r, y) in ys.into_iter().enumerate() {
+                    dsts[a + r][j] = y;
+                }
+            }
+            a += 8;
+        }
         while a + 4 <= acts.len() {
             for j in 0..len {
                 let ys = q8_dot_n(row(j), [&acts[a], &acts[a + 1], &acts[a + 2], &acts[a + 3]]);
