@@ -96,24 +96,61 @@ pub(super) struct BlockQ80 {
     qs: [i8; 32],
 }
 
+/// A weight block with aisle's kernel: how activations are quantized for it, and the dot
+/// product of one weight row with `N` activation rows (each as with one row). x86 with avx2.
+pub(super) trait RowKernel: Sized + Sync {
+    /// The activation block.
+    type Act: Sync;
+    /// Quantize one activation row.
+    fn quantize(x: &[f32]) -> Vec<Self::Act>;
+    /// One weight row with `N` activation rows.
+    fn dot<const N: usize>(w: &[Self], a: [&[Self::Act]; N]) -> [f32; N];
+}
+
+impl RowKernel for BlockQ41 {
+    type Act = BlockQ81;
+    fn quantize(x: &[f32]) -> Vec<BlockQ81> {
+        quantize_q81(x)
+    }
+    fn dot<const N: usize>(w: &[Self], a: [&[BlockQ81]; N]) -> [f32; N] {
+        dot_n(w, a)
+    }
+}
+
+impl RowKernel for BlockQ80 {
+    type Act = BlockQ80;
+    fn quantize(x: &[f32]) -> Vec<BlockQ80> {
+        quantize_q80(x)
+    }
+    fn dot<const N: usize>(w: &[Self], a: [&[BlockQ80]; N]) -> [f32; N] {
+        q8_dot_n(w, a)
+    }
+}
+
 /// ggml's `quantize_row_q8_0`: per 32 values, `d = max|x| / 127`, `q = round(x / d)`.
-pub(super) fn quantize_q80(x: &[f32]) -> Vec<BlockQ80> {
+fn quantize_q80(x: &[f32]) -> Vec<BlockQ80> {
     x.chunks(32)
         .map(|c| {
-            let amax = c.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut qs = [0i8; 32];
-            for (q, v) in qs.iter_mut().zip(c) {
-                *q = (v * id).round() as i8;
-            }
+            let (d, qs) = quantize_block(c);
             BlockQ80 { d: half::f16::from_f32(d).to_bits(), qs }
         })
         .collect()
 }
 
+/// 32 values as 8-bit integers: `d = max|x| / 127`, `q = round(x / d)`, as ggml quantizes.
+fn quantize_block(c: &[f32]) -> (f32, [i8; 32]) {
+    let amax = c.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; 32];
+    for (q, v) in qs.iter_mut().zip(c) {
+        *q = (v * id).round() as i8;
+    }
+    (d, qs)
+}
+
 /// One Q8_0 weight row with `N` activation rows (x86 with avx2 only).
-pub(super) fn q8_dot_n<const N: usize>(w: &[BlockQ80], a: [&[BlockQ80]; N]) -> [f32; N] {
+fn q8_dot_n<const N: usize>(w: &[BlockQ80], a: [&[BlockQ80]; N]) -> [f32; N] {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: reached only after is_x86_avx2(); VNNI only where the CPU has it.
@@ -159,35 +196,19 @@ fn f16_to_f32(bits: u16) -> f32 {
     half::f16::from_bits(bits).to_f32()
 }
 
-pub(super) fn quantize_q81(x: &[f32]) -> Vec<BlockQ81> {
+fn quantize_q81(x: &[f32]) -> Vec<BlockQ81> {
     x.chunks(32)
         .map(|c| {
-            let amax = c.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let mut qs = [0i8; 32];
-            let mut sum = 0i32;
-            for (q, v) in qs.iter_mut().zip(c) {
-                *q = (v * id).round() as i8;
-                sum += *q as i32;
-            }
+            let (d, qs) = quantize_block(c);
+            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
             BlockQ81 { qs, d, s: d * sum as f32 }
         })
         .collect()
 }
 
-pub(super) fn dot(w: &[BlockQ41], a: &[BlockQ81]) -> f32 {
+#[cfg(test)]
+fn dot(w: &[BlockQ41], a: &[BlockQ81]) -> f32 {
     dot_n(w, [a])[0]
-}
-
-/// [`dot`] of one weight row with four activation rows.
-pub(super) fn dot4(w: &[BlockQ41], a: [&[BlockQ81]; 4]) -> [f32; 4] {
-    dot_n(w, a)
-}
-
-/// [`dot`] of one weight row with eight activation rows.
-pub(super) fn dot8(w: &[BlockQ41], a: [&[BlockQ81]; 8]) -> [f32; 8] {
-    dot_n(w, a)
 }
 
 /// One weight row with `N` activation rows; each result is bit for bit what the row gives
@@ -342,9 +363,9 @@ mod tests {
         let acts: Vec<Vec<BlockQ81>> = (0..4)
             .map(|_| quantize_q81(&(0..48 * 32).map(|_| rng.random_range(-4.0..4.0)).collect::<Vec<f32>>()))
             .collect();
-        let eight = dot8(&w, std::array::from_fn(|r| acts[r % 4].as_slice()));
+        let eight = dot_n::<8>(&w, std::array::from_fn(|r| acts[r % 4].as_slice()));
         assert!((0..8).all(|r| eight[r].to_bits() == dot(&w, &acts[r % 4]).to_bits()), "eight rows at once");
-        let four = dot4(&w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
+        let four = dot_n(&w, [acts[0].as_slice(), &acts[1], &acts[2], &acts[3]]);
         for (r, act) in acts.iter().enumerate() {
             assert_eq!(four[r].to_bits(), dot(&w, act).to_bits(), "row {r}");
             // SAFETY: avx2, fma and f16c were found above.

@@ -24,9 +24,7 @@ use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, 
 use candle_core::quantized::{GgmlDType, GgmlType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
-use super::kernels::{
-    BlockQ41, BlockQ80, BlockQ81, cast_blocks, dot, dot4, dot8, is_x86_avx2, q8_dot_n, quantize_q80, quantize_q81,
-};
+use super::kernels::{BlockQ41, BlockQ80, RowKernel, cast_blocks, is_x86_avx2};
 use crate::error::{Error, Result};
 
 /// Q4_1 inputs with at least this many rows use the dequantized matrix.
@@ -119,9 +117,9 @@ impl Linear {
         let data = self.qtensor.data()?;
         let (r, c) = (self.rows, self.cols);
         let out = match self.qtensor.dtype() {
-            GgmlDType::Q4_1 if is_x86_avx2() => q4_1_rows(&data, r, c, &xs)?,
+            GgmlDType::Q4_1 if is_x86_avx2() => kernel_rows::<BlockQ41>(&data, r, c, &xs, "Q4_1")?,
             GgmlDType::Q4_0 => gemv_blocks::<BlockQ4_0>(&data, r, c, &xs)?,
-            GgmlDType::Q8_0 if is_x86_avx2() => q8_0_rows(&data, r, c, &xs)?,
+            GgmlDType::Q8_0 if is_x86_avx2() => kernel_rows::<BlockQ80>(&data, r, c, &xs, "Q8_0")?,
             GgmlDType::Q8_0 => gemv_blocks::<BlockQ8_0>(&data, r, c, &xs)?,
             GgmlDType::Q4K => gemv_blocks::<BlockQ4K>(&data, r, c, &xs)?,
             GgmlDType::Q5K => gemv_blocks::<BlockQ5K>(&data, r, c, &xs)?,
@@ -231,79 +229,38 @@ fn gemv_blocks<T: GgmlType>(data: &[u8], rows: usize, cols: usize, x: &[f32]) ->
     }))
 }
 
-/// Q4_1 times input rows (`x` is rows of `cols` values); output `(x rows, rows)`.
-fn q4_1_rows(data: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>> {
-    let w: &[BlockQ41] = cast_blocks(data, rows, cols, 32, "Q4_1")?;
+/// Input rows (`x`, rows of `cols` values) times a matrix of `K` blocks with aisle's own
+/// kernel; output `(x rows, rows)`. Eight, then four input rows at a time share each weight
+/// block's load and unpacking; each row's sum is formed exactly as with one row.
+fn kernel_rows<K: RowKernel>(data: &[u8], rows: usize, cols: usize, x: &[f32], what: &str) -> Result<Vec<f32>> {
+    let w: &[K] = cast_blocks(data, rows, cols, 32, what)?;
     let nb = cols / 32;
-    let acts: Vec<Vec<BlockQ81>> = x.chunks(cols).map(quantize_q81).collect();
+    let acts: Vec<Vec<K::Act>> = x.chunks(cols).map(K::quantize).collect();
     Ok(for_rows(rows, acts.len(), |first, dsts| {
-        let len = dsts[0].len();
-        // Eight, then four input rows at a time share each weight block's unpacking; each
-        // row's sum is formed exactly as `dot` forms it alone.
-        let mut a = 0;
-        while a + 8 <= acts.len() {
-            for j in 0..len {
-                let ys =
-                    dot8(&w[(first + j) * nb..(first + j + 1) * nb], std::array::from_fn(|r| acts[a + r].as_slice()));
-                for (r, y) in ys.into_iter().enumerate() {
-                    dsts[a + r][j] = y;
-                }
-            }
-            a += 8;
-        }
-        while a + 4 <= acts.len() {
-            for j in 0..len {
-                let ys = dot4(
-                    &w[(first + j) * nb..(first + j + 1) * nb],
-                    [&acts[a], &acts[a + 1], &acts[a + 2], &acts[a + 3]],
-                );
-                for (r, y) in ys.into_iter().enumerate() {
-                    dsts[a + r][j] = y;
-                }
-            }
-            a += 4;
-        }
-        for (act, dst) in acts[a..].iter().zip(dsts[a..].iter_mut()) {
-            for (j, y) in dst.iter_mut().enumerate() {
-                *y = dot(&w[(first + j) * nb..(first + j + 1) * nb], act);
-            }
-        }
+        let row = |j: usize| &w[(first + j) * nb..(first + j + 1) * nb];
+        let a = rows_at_once::<K, 8>(&acts, 0, dsts, &row);
+        let a = rows_at_once::<K, 4>(&acts, a, dsts, &row);
+        rows_at_once::<K, 1>(&acts, a, dsts, &row);
     }))
 }
 
-/// Q8_0 times input rows (`x` is rows of `cols` values); output `(x rows, rows)`. Eight or four
-/// input rows at a time share each weight block's load, each row summed as alone.
-#[allow(clippy::needless_range_loop)] // `j` picks a weight row and a slot in four outputs
-fn q8_0_rows(data: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>> {
-    let w: &[BlockQ80] = cast_blocks(data, rows, cols, 32, "Q8_0")?;
-    let nb = cols / 32;
-    let acts: Vec<Vec<BlockQ80>> = x.chunks(cols).map(quantize_q80).collect();
-    Ok(for_rows(rows, acts.len(), |first, dsts| {
-        let len = dsts[0].len();
-        let row = |j: usize| &w[(first + j) * nb..(first + j + 1) * nb];
-        let mut a = 0;
-        while a + 8 <= acts.len() {
-            for j in 0..len {
-                let ys = q8_dot_n::<8>(row(j), std::array::from_fn(|r| acts[a + r].as_slice()));
-                for (r, y) in ys.into_iter().enumerate() {
-                    dsts[a + r][j] = y;
-                }
-            }
-            a += 8;
-        }
-        while a + 4 <= acts.len() {
-            for j in 0..len {
-                let ys = q8_dot_n(row(j), [&acts[a], &acts[a + 1], &acts[a + 2], &acts[a + 3]]);
-                for (r, y) in ys.into_iter().enumerate() {
-                    dsts[a + r][j] = y;
-                }
-            }
-            a += 4;
-        }
-        for (act, dst) in acts[a..].iter().zip(dsts[a..].iter_mut()) {
-            for (j, y) in dst.iter_mut().enumerate() {
-                *y = q8_dot_n(row(j), [act])[0];
+/// Input rows from `a` on, `N` at a time while `N` are left; returns the first row left.
+#[allow(clippy::needless_range_loop)] // `j` picks a weight row and a slot in `N` outputs
+fn rows_at_once<'w, K: RowKernel, const N: usize>(
+    acts: &[Vec<K::Act>],
+    mut a: usize,
+    dsts: &mut [&mut [f32]],
+    row: &dyn Fn(usize) -> &'w [K],
+) -> usize {
+    let len = dsts.first().map_or(0, |d| d.len());
+    while a + N <= acts.len() {
+        for j in 0..len {
+            let ys = K::dot::<N>(row(j), std::array::from_fn(|r| acts[a + r].as_slice()));
+            for (r, y) in ys.into_iter().enumerate() {
+                dsts[a + r][j] = y;
             }
         }
-    }))
+        a += N;
+    }
+    a
 }
