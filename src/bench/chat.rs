@@ -64,18 +64,8 @@ pub fn run(config: &Config, root: &Path, quick: bool, anchors: bool, threads: us
         prefill_chunk: config.chat.prefill_chunk,
         prefix_cache_bytes,
     };
-    let start = |prefix_cache_bytes: usize| {
-        crate::infer::chat::Generator::start(
-            crate::infer::chat::ChatModel {
-                name: model.name.clone(),
-                path: model.path.clone(),
-                model: model.model.clone(),
-                tokenizer: model.tokenizer.clone(),
-                template: model.template.clone(),
-            },
-            &scheduler(prefix_cache_bytes),
-        )
-    };
+    let start =
+        |prefix_cache_bytes: usize| crate::infer::chat::Generator::start(model.clone(), &scheduler(prefix_cache_bytes));
     let generator = start(0);
     let mut table = String::from(
         "You are the shopping assistant of an electronics shop. Recommend only products from the table below.\n",

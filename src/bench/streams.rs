@@ -79,13 +79,7 @@ pub fn prompt_text(i: usize) -> String {
 /// share nothing worth reusing, and llama-server's cache is off too).
 pub fn aisle(model: &ChatModel, n: usize, tokens: usize, prefill_chunk: usize) -> Result<Streams> {
     let generator = Generator::start(
-        ChatModel {
-            name: model.name.clone(),
-            path: model.path.clone(),
-            model: model.model.clone(),
-            tokenizer: model.tokenizer.clone(),
-            template: model.template.clone(),
-        },
+        model.clone(),
         &SchedulerConfig { max_active: n, max_waiting: n, prefill_chunk, prefix_cache_bytes: 0 },
     );
     let runtime =

@@ -42,7 +42,8 @@ pub use tokenizer::ChatTokenizer;
 
 use crate::error::{Error, Result};
 
-/// A loaded chat model: weights, tokenizer, template.
+/// A loaded chat model: weights, tokenizer, template. Cheap to clone (shared weights).
+#[derive(Clone)]
 pub struct ChatModel {
     /// The model's name (its folder, or the file's stem).
     pub name: String,

@@ -185,6 +185,7 @@ impl Generator {
             waiting: VecDeque::new(),
             active: Vec::new(),
             prefixes: PrefixCache::new(config.prefix_cache_bytes, MIN_REUSED_TOKENS),
+            fault_sequence: crate::fault::armed("chat.sequence"),
         };
         std::thread::Builder::new()
             .name("aisle-chat".into())
@@ -317,6 +318,7 @@ struct Worker {
     waiting: VecDeque<Job>,
     active: Vec<Sequence>,
     prefixes: PrefixCache<KvPrefix>,
+    fault_sequence: bool, // `AISLE_FAULT=chat.sequence`, read once (not on every pass)
 }
 
 impl Worker {
@@ -422,7 +424,7 @@ impl Worker {
             .collect();
         let chosen: Vec<usize> = (0..self.active.len()).filter(|&i| spans[i].is_some()).collect();
         let run = |model: &Model, active: &mut [Sequence], which: &[usize]| -> Result<Vec<Vec<f32>>> {
-            if crate::fault::armed("chat.sequence")
+            if self.fault_sequence
                 && which
                     .iter()
                     .any(|&i| active[i].generated >= 2 && active[i].job.request.stop.iter().any(|s| s == FAULT_STOP))
