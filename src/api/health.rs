@@ -17,6 +17,10 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"status": "ok", "uptime_secs": state.inner.started.elapsed().as_secs()}))
 }
 
+fn pool_size(configured: usize, count: usize) -> usize {
+    if configured > 0 { configured } else { count }
+}
+
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let services = state.services()?;
     let all = crate::catalog::ProductFilter { include_hidden: true, ..Default::default() };
@@ -28,6 +32,12 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "embedding_model": services.embedder.info(),
         "chat_model": services.generator.as_ref().map(|g| g.info()),
         "device": state.inner.device,
-        "threads": {"count": state.inner.threads.0, "source": state.inner.threads.1},
+        "threads": {
+            "count": state.inner.threads.0,
+            "source": state.inner.threads.1,
+            // Each model computes on a pool of its own (0 in the config: all of `count`).
+            "embedding": pool_size(state.inner.config.embed.threads, state.inner.threads.0),
+            "chat": pool_size(state.inner.config.chat.threads, state.inner.threads.0),
+        },
     })))
 }

@@ -89,6 +89,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Search-query embeddings computed.",
             e.query_cache_misses.load(Ordering::Relaxed),
         );
+        metric(
+            &mut out,
+            "aisle_embed_weights_bytes",
+            "gauge",
+            "Bytes of the embedding model's weights as loaded.",
+            s.embedder.info().weights_bytes,
+        );
         let a = s.assistant.stats();
         for (name, help, v) in [
             ("aisle_assistant_requests_total", "Assistant answers.", &a.requests),

@@ -128,6 +128,7 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             max_waiting: config.chat.max_waiting,
             prefill_chunk: config.chat.prefill_chunk,
             prefix_cache_bytes: config.chat.prefix_cache_mb << 20,
+            threads: config.chat.threads,
         };
         Some(Generator::start(model, &scheduler))
     } else {

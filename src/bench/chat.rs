@@ -14,7 +14,17 @@ use crate::error::{Error, Result};
 
 /// Measure the configured chat model (with llama.cpp as the anchor when `anchors`); `gflops` is
 /// the machine's f32 GEMM rate.
-pub fn run(config: &Config, root: &Path, quick: bool, anchors: bool, threads: usize, gflops: f64) -> Result<Vec<Row>> {
+///
+/// `bounds` are the machine's f32 GEMM rate (GFLOP/s) and memory read bandwidth (GB/s).
+pub fn run(
+    config: &Config,
+    root: &Path,
+    quick: bool,
+    anchors: bool,
+    threads: usize,
+    bounds: (f64, f64),
+) -> Result<Vec<Row>> {
+    let (gflops, bandwidth) = bounds;
     use super::llama::{generation, llama_bench, prompt_processing};
     let path = config
         .models
@@ -51,6 +61,14 @@ pub fn run(config: &Config, root: &Path, quick: bool, anchors: bool, threads: us
                 gflops * 1e9 / flops_per_token,
                 true,
             ));
+        } else if let bytes @ 1.. = model.model.memory().weights_bytes {
+            // One token reads every weight once (tied embeddings: the output head reads the
+            // table too), so bandwidth over the weights' bytes bounds generation.
+            rows.push(row("chat", format!("{name} {} vs memory", s.test), s.tokens_per_second, "tokens/s").against(
+                "memory bound",
+                bandwidth * 1e9 / bytes as f64,
+                true,
+            ));
         }
     }
     // Time to first token of an assistant-sized prompt (instructions, a product table and a
@@ -63,6 +81,7 @@ pub fn run(config: &Config, root: &Path, quick: bool, anchors: bool, threads: us
         max_waiting: 4,
         prefill_chunk: config.chat.prefill_chunk,
         prefix_cache_bytes,
+        threads: config.chat.threads,
     };
     let start =
         |prefix_cache_bytes: usize| crate::infer::chat::Generator::start(model.clone(), &scheduler(prefix_cache_bytes));

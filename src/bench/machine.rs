@@ -93,21 +93,49 @@ pub fn machine(threads: usize, root: &Path) -> Machine {
     }
 }
 
-/// The machine's f32 matrix-multiply rate (GFLOP/s, best of several 512x512 and 1024x1024
-/// products) with candle, the library every model here runs on.
+/// The machine's f32 matrix-multiply rate (GFLOP/s) with candle, the library every model
+/// here runs on: the best of several runs over square products (512, 1024, 2048) and the
+/// shapes of a BERT-small batch (2048 rows times 384x1152 and 384x1536), so that the bound is
+/// what the hardware reached, not one shape's weak spot. Each shape runs for at least 0.3 s
+/// (1 s without `quick`); a busy neighbour lowers a single run, not the best.
 pub fn gemm_gflops(quick: bool) -> Result<f64> {
     let mut best = 0.0f64;
-    for n in [512usize, 1024] {
-        let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-        let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let budget = if quick { 0.3 } else { 1.0 };
+    for (m, k, n) in
+        [(512usize, 512usize, 512usize), (1024, 1024, 1024), (2048, 2048, 2048), (2048, 384, 1152), (2048, 384, 1536)]
+    {
+        let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+        let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
         let _ = a.matmul(&b)?; // warm up
-        for _ in 0..if quick { 3 } else { 8 } {
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < budget {
             let t = Instant::now();
             let c = a.matmul(&b)?;
             let _ = c.dims();
             let s = t.elapsed().as_secs_f64();
-            best = best.max(2.0 * (n as f64).powi(3) / s / 1e9);
+            best = best.max(2.0 * (m * k * n) as f64 / s / 1e9);
         }
     }
     Ok(best)
+}
+
+/// The machine's memory read bandwidth (GB/s): every compute thread sums its share of a
+/// 512 MiB buffer (larger than any cache here), best of several passes. The bound of
+/// generating one token, which reads every weight once.
+pub fn memory_gbps(quick: bool) -> f64 {
+    use rayon::prelude::*;
+    let words = (512usize << 20) / 8;
+    let buffer: Vec<u64> = (0..words as u64).collect();
+    let mut best = 0.0f64;
+    let passes = if quick { 5 } else { 15 };
+    for _ in 0..passes {
+        let t = Instant::now();
+        let sum = buffer
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+            .reduce(|| 0, u64::wrapping_add);
+        std::hint::black_box(sum);
+        best = best.max((words * 8) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
 }

@@ -47,7 +47,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-pub use machine::{Machine, gemm_gflops, machine};
+pub use machine::{Machine, gemm_gflops, machine, memory_gbps};
 use report::row;
 pub use report::{Report, Row};
 
@@ -77,6 +77,8 @@ pub fn run(
     let mut skipped = Vec::new();
     let gflops = gemm_gflops(quick)?;
     rows.push(row("machine", "f32 GEMM (candle)", gflops, "GFLOP/s"));
+    let bandwidth = memory_gbps(quick);
+    rows.push(row("machine", "memory read bandwidth", bandwidth, "GB/s"));
     let has = |w: &str| which.iter().any(|x| x == w);
     // Training first: its peak memory is then its own, not the models'.
     if has("train") {
@@ -84,7 +86,7 @@ pub fn run(
     }
     // The chat anchor runs next, before this process loads models or starts a server.
     if has("chat") {
-        match chat::run(config, &root, quick, anchors, threads, gflops) {
+        match chat::run(config, &root, quick, anchors, threads, (gflops, bandwidth)) {
             Ok(r) => rows.extend(r),
             Err(e) => skipped.push(format!("chat: {e}")),
         }

@@ -80,7 +80,7 @@ pub fn prompt_text(i: usize) -> String {
 pub fn aisle(model: &ChatModel, n: usize, tokens: usize, prefill_chunk: usize) -> Result<Streams> {
     let generator = Generator::start(
         model.clone(),
-        &SchedulerConfig { max_active: n, max_waiting: n, prefill_chunk, prefix_cache_bytes: 0 },
+        &SchedulerConfig { max_active: n, max_waiting: n, prefill_chunk, prefix_cache_bytes: 0, threads: 0 },
     );
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("runtime", e))?;

@@ -71,6 +71,8 @@ pub struct EmbedConfig {
     pub max_inputs: usize,
     /// Search-query embeddings kept, by normalised text (0: no cache).
     pub query_cache_entries: usize,
+    /// Compute threads of the embedding model's own pool; 0: `[models] threads`.
+    pub threads: usize,
 }
 
 impl Default for EmbedConfig {
@@ -81,6 +83,7 @@ impl Default for EmbedConfig {
             max_queued: 20_000,
             max_inputs: 256,
             query_cache_entries: 4096,
+            threads: 0,
         }
     }
 }
@@ -110,6 +113,8 @@ pub struct ChatConfig {
     /// Keep dequantized f32 copies of a small model's Q4_1 matrices for prompt processing
     /// (about 1.5x faster prompts on SmolLM2; four bytes per weight, 540 MB for SmolLM2).
     pub dense_copies: bool,
+    /// Compute threads of the chat model's own pool; 0: `[models] threads`.
+    pub threads: usize,
 }
 
 impl Default for ChatConfig {
@@ -123,6 +128,7 @@ impl Default for ChatConfig {
             prefix_cache_mb: 256,
             dense_copies: true,
             default_max_tokens: 512,
+            threads: 0,
         }
     }
 }

@@ -14,6 +14,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
+use super::encoder::Encoder;
 use crate::error::{Error, Result};
 
 /// How token vectors become one sentence vector (from `1_Pooling/config.json`).
@@ -61,10 +62,19 @@ struct ModelTypeProbe {
     max_position_embeddings: Option<usize>,
 }
 
+/// What runs the encoder.
+enum Engine {
+    /// aisle's CPU encoder ([`super::encoder`]): packed rows, fused projections.
+    Cpu(Encoder),
+    /// candle's `BertModel`: on GPUs, and as the reference the bench compares against.
+    Candle(BertModel),
+}
+
 /// A loaded sentence-embedding model.
 pub struct EmbeddingModel {
     name: String,
-    model: BertModel,
+    engine: Engine,
+    file_bytes: u64,
     tokenizer: Tokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -84,7 +94,18 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 impl EmbeddingModel {
     /// Load a sentence-transformers folder onto `device`. Every missing or corrupt file is a
     /// [`Error::Model`] naming the file; nothing panics.
+    /// On the CPU it runs aisle's encoder, elsewhere candle's `BertModel`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_engine(dir, device, device.is_cpu())
+    }
+
+    /// Load with candle's own `BertModel` on any device: the reference that `aisle bench
+    /// embed` runs side by side with the CPU encoder.
+    pub fn load_reference(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_engine(dir, device, false)
+    }
+
+    fn load_engine(dir: &Path, device: &Device, own: bool) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::Model(format!(
                 "embedding model folder {} does not exist; run models/fetch.sh or set [models] embedding",
@@ -163,10 +184,19 @@ impl EmbeddingModel {
         // every tensor's bounds before use. Modifying the file while aisle runs is not supported.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .map_err(|e| Error::Model(format!("cannot load weights {}: {e}", weights.display())))?;
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| Error::Model(format!("{}: weights do not match config.json: {e}", weights.display())))?;
+        let engine =
+            if own {
+                Engine::Cpu(Encoder::load(&vb, &config).map_err(|e| {
+                    Error::Model(format!("{}: weights do not match config.json: {e}", weights.display()))
+                })?)
+            } else {
+                Engine::Candle(BertModel::load(vb, &config).map_err(|e| {
+                    Error::Model(format!("{}: weights do not match config.json: {e}", weights.display()))
+                })?)
+            };
 
-        Ok(Self { name, model, tokenizer, pooling, normalize, max_len, dim, device: device.clone() })
+        let file_bytes = std::fs::metadata(&weights).map_or(0, |m| m.len());
+        Ok(Self { name, engine, file_bytes, tokenizer, pooling, normalize, max_len, dim, device: device.clone() })
     }
 
     /// The model's name (its folder name).
@@ -189,6 +219,15 @@ impl EmbeddingModel {
         self.pooling
     }
 
+    /// Bytes of the weights as loaded (f32 on the CPU encoder; the safetensors file's size
+    /// where candle holds them).
+    pub fn weights_bytes(&self) -> u64 {
+        match &self.engine {
+            Engine::Cpu(encoder) => encoder.weights_bytes(),
+            Engine::Candle(_) => self.file_bytes,
+        }
+    }
+
     /// Whether output vectors are L2-normalised.
     pub fn normalizes(&self) -> bool {
         self.normalize
@@ -209,6 +248,10 @@ impl EmbeddingModel {
         if encodings.is_empty() {
             return Ok(Vec::new());
         }
+        let model = match &self.engine {
+            Engine::Cpu(encoder) => return self.embed_packed(encoder, encodings),
+            Engine::Candle(model) => model,
+        };
         let batch = encodings.len();
         let len = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
         let mut ids = vec![0u32; batch * len];
@@ -225,7 +268,7 @@ impl EmbeddingModel {
         let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
         let types = Tensor::from_vec(types, (batch, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (batch, len, dim)
+        let hidden = model.forward(&ids, &types, Some(&mask))?; // (batch, len, dim)
         let mask_f = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)
         let pooled = match self.pooling {
             Pooling::Cls => hidden.i((.., 0))?,
@@ -253,11 +296,64 @@ impl EmbeddingModel {
         Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
     }
 
+    /// The CPU encoder's path: texts packed without padding, pooled here.
+    fn embed_packed(&self, encoder: &Encoder, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>> {
+        let texts: Vec<(&[u32], &[u32])> = encodings.iter().map(|e| (e.get_ids(), e.get_type_ids())).collect();
+        let hidden = encoder.forward(&texts)?;
+        let dim = self.dim;
+        let mut offset = 0;
+        let mut out = Vec::with_capacity(texts.len());
+        for (ids, _) in &texts {
+            let rows = &hidden[offset * dim..(offset + ids.len()) * dim];
+            offset += ids.len();
+            out.push(pool(rows, dim, self.pooling, self.normalize));
+        }
+        Ok(out)
+    }
+
     /// Tokenize and embed texts in one forward pass (no queue; for tools and tests).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let encodings = texts.iter().map(|t| self.tokenize(t)).collect::<Result<Vec<_>>>()?;
         self.embed_encodings(&encodings.iter().collect::<Vec<_>>())
     }
+}
+
+/// One text's vector from its token rows (`rows.len() / dim` tokens, none of them padding).
+fn pool(rows: &[f32], dim: usize, pooling: Pooling, normalize: bool) -> Vec<f32> {
+    let n = rows.len() / dim;
+    let mut v = vec![0f32; dim];
+    if n == 0 {
+        return v;
+    }
+    match pooling {
+        Pooling::Cls => v.copy_from_slice(&rows[..dim]),
+        Pooling::Max => {
+            v.copy_from_slice(&rows[..dim]);
+            for row in rows.chunks_exact(dim).skip(1) {
+                for (a, b) in v.iter_mut().zip(row) {
+                    *a = a.max(*b);
+                }
+            }
+        }
+        Pooling::Mean | Pooling::MeanSqrtLen => {
+            for row in rows.chunks_exact(dim) {
+                for (a, b) in v.iter_mut().zip(row) {
+                    *a += b;
+                }
+            }
+            let div = if pooling == Pooling::Mean { n as f32 } else { (n as f32).sqrt() };
+            for a in v.iter_mut() {
+                *a /= div;
+            }
+        }
+    }
+    if normalize {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        for a in v.iter_mut() {
+            *a /= norm;
+        }
+    }
+    v
 }
 
 fn weights_path(dir: &Path) -> Result<PathBuf> {

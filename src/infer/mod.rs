@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod embed;
+mod encoder;
 pub mod queue;
 pub mod threads;
 

@@ -32,6 +32,8 @@ pub struct EmbedderInfo {
     pub pooling: Pooling,
     /// Whether vectors are L2-normalised.
     pub normalize: bool,
+    /// Bytes of the weights as loaded.
+    pub weights_bytes: u64,
 }
 
 /// Counters of the queue, for `/metrics` and benchmarks.
@@ -112,6 +114,7 @@ impl Embedder {
             max_len: model.max_len(),
             pooling: model.pooling(),
             normalize: model.normalizes(),
+            weights_bytes: model.weights_bytes(),
         });
         let tokenizer = Arc::new(model.tokenizer().clone());
         let stats = Arc::new(EmbedStats::default());
@@ -127,10 +130,7 @@ impl Embedder {
             next_job: 0,
             next_seq: 0,
         };
-        std::thread::Builder::new()
-            .name("aisle-embed".into())
-            .spawn(move || worker.run())
-            .expect("spawning the embedding worker thread");
+        crate::infer::threads::spawn_worker("aisle-embed", config.threads, move || worker.run());
         let queries = (config.query_cache_entries > 0).then(|| {
             Arc::new(std::sync::Mutex::new(QueryCache {
                 cap: config.query_cache_entries,

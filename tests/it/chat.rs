@@ -565,6 +565,7 @@ fn qwen_generates_through_the_scheduler_with_its_own_template() {
         max_waiting: 4,
         prefill_chunk: 512,
         prefix_cache_bytes: 0,
+        threads: 0,
     };
     let generator = aisle::infer::chat::Generator::start(model, &cfg);
     let prompt = generator

@@ -72,6 +72,75 @@ fn long_texts_are_truncated_not_refused() {
     assert_eq!(m.embed(&[&long]).unwrap()[0].len(), 384);
 }
 
+/// aisle's CPU encoder against candle's `BertModel` on the same weights, beyond MiniLM's own
+/// configuration: every pooling mode, the other activations, weights stored under `bert.`,
+/// and batches of mixed lengths (packed rows against padded ones).
+#[test]
+fn the_cpu_encoder_matches_candles_bert_model_in_every_configuration() {
+    let base = crate::harness::temp_dir("encoder-variants");
+    let texts = [
+        "a",
+        "wireless noise cancelling headphones",
+        "Laptop under $1,000 with 16GB RAM and a 512GB SSD (SKU LP-2024-XJ9)",
+        "Kopfhörer mit aktiver Geräuschunterdrückung",
+        &"very long product description that goes on and on ".repeat(30),
+    ];
+    let pooling = |mode: &str| {
+        let modes = ["cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens"];
+        let fields: Vec<String> = modes.iter().map(|m| format!("\"pooling_mode_{m}\": {}", *m == mode)).collect();
+        format!("{{\"word_embedding_dimension\": 384, {}}}", fields.join(", "))
+    };
+    type Change = Box<dyn Fn(&std::path::Path)>;
+    let variants: Vec<(&str, Change)> = vec![
+        ("mean", Box::new(|_| {})),
+        ("cls", Box::new(move |d| std::fs::write(d.join("1_Pooling/config.json"), pooling("cls_token")).unwrap())),
+        ("max", Box::new(move |d| std::fs::write(d.join("1_Pooling/config.json"), pooling("max_tokens")).unwrap())),
+        (
+            "mean_sqrt_len",
+            Box::new(move |d| {
+                std::fs::write(d.join("1_Pooling/config.json"), pooling("mean_sqrt_len_tokens")).unwrap()
+            }),
+        ),
+        ("gelu_approximate", Box::new(|d| set_config(d, "hidden_act", "geluapproximate"))),
+        ("relu", Box::new(|d| set_config(d, "hidden_act", "relu"))),
+        ("prefixed", Box::new(prefix_weights)),
+    ];
+    for (name, change) in variants {
+        let dir = base.join(name);
+        copy_model(&dir);
+        change(&dir);
+        let ours = EmbeddingModel::load(&dir, &candle_core::Device::Cpu).unwrap();
+        let theirs = EmbeddingModel::load_reference(&dir, &candle_core::Device::Cpu).unwrap();
+        let alone: Vec<Vec<f32>> = texts.iter().map(|t| ours.embed(&[t]).unwrap().remove(0)).collect();
+        let batched = ours.embed(&texts).unwrap();
+        let reference = theirs.embed(&texts).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let c = cosine(&batched[i], &reference[i]);
+            assert!(c >= 0.99999, "{name}: cosine {c} against candle for {text:?}");
+            let diff = batched[i].iter().zip(&reference[i]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff < 1e-4, "{name}: largest difference {diff} against candle for {text:?}");
+            let same = cosine(&alone[i], &batched[i]);
+            assert!(same >= 0.999999, "{name}: alone and in a packed batch differ ({same}) for {text:?}");
+        }
+    }
+}
+
+fn set_config(dir: &std::path::Path, key: &str, value: &str) {
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config[key] = Value::String(value.into());
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+/// Rewrite the weights with every name under `bert.`, as some checkpoints store them.
+fn prefix_weights(dir: &std::path::Path) {
+    let path = dir.join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let renamed: std::collections::HashMap<String, candle_core::Tensor> =
+        tensors.into_iter().map(|(k, v)| (format!("bert.{k}"), v)).collect();
+    candle_core::safetensors::save(&renamed, &path).unwrap();
+}
+
 fn copy_model(to: &std::path::Path) {
     let from = models_dir().join("all-MiniLM-L6-v2");
     for entry in walk(&from) {

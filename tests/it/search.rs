@@ -179,4 +179,13 @@ fn repeated_queries_reuse_their_embedding() {
     assert!(metric("aisle_embed_query_cache_hits_total") >= hits + 1.0, "the repeated query was embedded again");
     let ids = |h: &[Value]| h.iter().map(|p| p["id"].clone()).collect::<Vec<_>>();
     assert_eq!(ids(&first), ids(&again));
+    // The embedding model's memory is reported (MiniLM: 22.7M f32 weights), and so are the
+    // compute pools (each model's defaults to all the compute threads).
+    let bytes = metric("aisle_embed_weights_bytes");
+    assert!((80e6..100e6).contains(&bytes), "embedding weights: {bytes} bytes");
+    let ready: Value = crate::harness::client().get(shared().url("/readyz")).send().unwrap().json().unwrap();
+    let threads = &ready["threads"];
+    assert!(threads["count"].as_u64().unwrap() >= 1, "{ready}");
+    assert_eq!(threads["embedding"], threads["count"], "{ready}");
+    assert_eq!(threads["chat"], threads["count"], "{ready}");
 }

@@ -45,6 +45,8 @@ pub struct SchedulerConfig {
     pub prefill_chunk: usize,
     /// Bytes of prompt KV caches kept for prefix reuse (0: off).
     pub prefix_cache_bytes: usize,
+    /// Compute threads of the model's own pool (0: as many as the global pool).
+    pub threads: usize,
 }
 
 /// One generation.
@@ -187,10 +189,7 @@ impl Generator {
             prefixes: PrefixCache::new(config.prefix_cache_bytes, MIN_REUSED_TOKENS),
             fault_sequence: crate::fault::armed("chat.sequence"),
         };
-        std::thread::Builder::new()
-            .name("aisle-chat".into())
-            .spawn(move || worker.run())
-            .expect("spawn the chat worker");
+        crate::infer::threads::spawn_worker("aisle-chat", config.threads, move || worker.run());
         Self {
             tx,
             model: model.model.clone(),
