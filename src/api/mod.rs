@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::infer::select_device;
 use crate::infer::threads::ThreadSource;
+use crate::privacy::apikeys::AuthMode;
 use crate::store::Store;
 
 struct Inner {
@@ -115,8 +116,10 @@ pub fn router(state: AppState) -> Router {
         // Spans name the route, never the raw path: paths carry customer ids.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let route = req.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_string());
-            tracing::debug_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("(unmatched)"))
+            let id = req.extensions().get::<problem::RequestId>().map(|r| r.0.as_str()).unwrap_or("-");
+            tracing::debug_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("(unmatched)"), request_id = id)
         }))
+        .layer(axum::middleware::from_fn(problem::request_id))
         .with_state(state)
 }
 
@@ -141,10 +144,23 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
     let addr = listener.local_addr().map_err(|e| Error::io("local address", e))?;
     let device = select_device(&config.models.device)?;
     let state = AppState::new(config.clone(), threads, crate::infer::device_name(&device))?;
-    if !state.security().keys.enabled() {
-        tracing::warn!(
-            "no API keys configured: every request is allowed (create one with `aisle keys create --role admin`)"
-        );
+    let keys = &state.security().keys;
+    keys.set_loopback(addr.ip().is_loopback());
+    match keys.mode() {
+        AuthMode::Keys => {}
+        AuthMode::Open => tracing::warn!("[auth] open = true: every request is allowed, with no API key"),
+        AuthMode::Unset if addr.ip().is_loopback() => tracing::warn!(
+            "no API keys: every request is allowed on this loopback address (create one with `aisle keys create --role admin`)"
+        ),
+        AuthMode::Unset => {
+            return Err(Error::Config(format!(
+                "refusing to serve {addr} without API keys: create one with `aisle keys create --role admin` \
+                 (or give [auth] keys), or set [auth] open = true (AISLE_AUTH_OPEN=true) to serve everyone"
+            )));
+        }
+        AuthMode::Closed => tracing::error!(
+            "this server had API keys and has none now: requests that need a key are refused (401) until one is created"
+        ),
     }
     // Machine-readable for scripts and tests; logs go to stderr.
     println!("aisle listening on http://{addr}");

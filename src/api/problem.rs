@@ -3,8 +3,15 @@
 //! Every error response is `application/problem+json` with `type`, `title`, `status`, `detail`
 //! and, for input errors, `errors: [{pointer, detail}]` naming each bad field with a JSON pointer
 //! (RFC 6901) into the request body (or the query parameter / path segment, as `/name`).
+//!
+//! Every request has an id ([`request_id`]: the client's `x-request-id`, or a new one), echoed
+//! in the `x-request-id` response header. A 500 never shows its cause (internal paths, store
+//! messages) to the client: the cause goes to the log with the request id, and the response
+//! carries only the id (`request_id`, added to every 500 document).
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -28,6 +35,46 @@ pub struct Problem {
     /// Seconds after which a retry may succeed.
     #[serde(skip)]
     pub retry_after: Option<u64>,
+}
+
+tokio::task_local! {
+    /// The id of the request being handled.
+    static REQUEST_ID: String;
+}
+
+/// A request's id, in the request's extensions (for the trace span).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Middleware: give each request an id (the client's `x-request-id` when it is 1 to 64 letters,
+/// digits, `-`, `_` or `.`; else a new random one) and answer it in `x-request-id`.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// A 500: the cause goes to the log with the request id, the client gets the id alone.
+fn internal(cause: &dyn std::fmt::Display) -> Problem {
+    let id = REQUEST_ID.try_with(String::clone).ok();
+    tracing::error!(request_id = id.as_deref().unwrap_or("-"), error = %cause, "request failed");
+    let detail = match &id {
+        Some(id) => format!("the server could not handle this request; its log names the cause under request id {id}"),
+        None => "the server could not handle this request; its log names the cause".to_string(),
+    };
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", detail)
 }
 
 impl Problem {
@@ -82,10 +129,7 @@ impl From<Error> for Problem {
                 p.retry_after = Some(1);
                 p
             }
-            other => {
-                tracing::error!(error = %other, "request failed");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", other.to_string())
-            }
+            other => internal(&other),
         }
     }
 }
@@ -101,6 +145,12 @@ impl IntoResponse for Problem {
             "param": self.errors.first().map(|e| e.pointer.trim_start_matches('/').replace('/', ".")),
             "code": self.kind.rsplit(':').next(),
         });
+        // A 500 names the request, so that its cause can be found in the log.
+        if self.status == 500
+            && let Ok(id) = REQUEST_ID.try_with(String::clone)
+        {
+            doc["request_id"] = serde_json::Value::String(id);
+        }
         let body = serde_json::to_vec(&doc).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -150,13 +200,7 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> P
 }
 
 /// 500 for a handler that panicked (the panic is a bug; the process keeps serving).
-pub fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Internal error",
-        "the server hit a bug handling this request",
-    )
-    .into_response()
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+    internal(&format!("a request handler panicked: {}", what.as_deref().unwrap_or("(no message)"))).into_response()
 }

@@ -46,6 +46,16 @@ async fn replace(
 
 async fn read(State(state): State<AppState>, PathId(id): PathId) -> Result<Response, ApiError> {
     checked_id(&id)?;
+    if crate::fault::armed("api.products.read") {
+        // Fault injection: an internal failure whose message names a server path.
+        let dir = state.config().store.data_dir.join("products");
+        assert!(id != "panic", "injected panic reading {}", dir.display());
+        return Err(crate::error::Error::io(
+            format!("cannot read {}", dir.display()),
+            std::io::Error::other("injected"),
+        )
+        .into());
+    }
     let product = state.services()?.catalog.get(&id).await?;
     Ok(Json(product).into_response())
 }

@@ -94,8 +94,11 @@ impl Security {
     /// Open the keys, the audit log and the keyring under the data directory.
     pub fn open(config: &Config) -> Result<Self> {
         let dir = &config.store.data_dir;
+        let keys = KeyStore::load(&config.auth.keys, dir, config.auth.open)?;
+        // What the configuration says; `api::serve` corrects it with the address it bound.
+        keys.set_loopback(config.server.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback()));
         Ok(Self {
-            keys: KeyStore::load(&config.auth.keys, dir)?,
+            keys,
             audit: AuditLog::open(dir)?,
             keyring: Keyring::load_or_create(dir, &config.privacy.secret)?,
             limits: Limiter::new(config.auth.rate_per_sec, config.auth.burst, config.auth.max_concurrent),

@@ -24,6 +24,9 @@ pub enum Command {
     /// Manage API keys (kept hashed in DATA_DIR/keys.json; a running server picks changes up).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The audit log (DATA_DIR/audit.log).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Offline evaluation: baselines and aisle's hybrid, full ranking, on MovieLens 100K.
     Eval(EvalArgs),
     /// Benchmarks with their anchors side by side: embed, chat, assistant, search, recommend, ingest, train
@@ -169,6 +172,14 @@ pub enum KeysCommand {
         /// The key.
         key: String,
     },
+}
+
+/// `aisle audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the log's hash chain: exit 0 and print the entry count and the head (the last
+    /// line's hash, to keep elsewhere), or exit 1 naming the first line where it breaks.
+    Verify,
 }
 
 /// `aisle serve` flags.

@@ -45,6 +45,7 @@ pub fn run(config: &Config, cmd: KeysCommand) -> Result<ExitCode> {
                 created_at: Some(chrono::Utc::now()),
             });
             write_keys_file(&path, &keys)?;
+            crate::privacy::apikeys::seal(&config.store.data_dir)?;
             audit("keys.create", Some(format!("key:{name}")))?;
             eprintln!(
                 "created {} key '{name}' (stored hashed in {}); it is shown only now:",

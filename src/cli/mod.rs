@@ -105,6 +105,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(ImportCommand::Events(args)) => runtime.block_on(import::run(&config, args, Records::Events)),
         Command::Models(cmd) => runtime.block_on(models::run(&config, cmd)),
         Command::Keys(cmd) => keys::run(&config, cmd),
+        Command::Audit(args::AuditCommand::Verify) => {
+            let v = crate::privacy::audit::verify(&config.store.data_dir)?;
+            println!(
+                "audit log intact: {} entries ({} from before the chain), head {}",
+                v.entries, v.unchained, v.head
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Eval(args) => eval::eval(&config, args),
         Command::Bench(args) => {
             drop(runtime);

@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Keys given in the configuration (besides those made by `aisle keys create`, kept in
-    /// `DATA_DIR/keys.json`). With no key anywhere, authentication is off.
+    /// `DATA_DIR/keys.json`).
     pub keys: Vec<ApiKeyConfig>,
+    /// Serve without keys, on purpose: with no key anywhere every request is allowed. Without
+    /// this, a server with no keys serves a loopback address only, and one that had keys
+    /// refuses requests once none is left.
+    pub open: bool,
     /// Requests per second each key may make (0 = no limit); above it: 429 + Retry-After.
     pub rate_per_sec: f64,
     /// Requests a key may make in a burst above its rate.
@@ -20,7 +24,7 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { keys: vec![], rate_per_sec: 0.0, burst: 50.0, max_concurrent: 0 }
+        Self { keys: vec![], open: false, rate_per_sec: 0.0, burst: 50.0, max_concurrent: 0 }
     }
 }
 

@@ -170,7 +170,10 @@ impl Encoder {
         let mut spans = Vec::with_capacity(texts.len());
         let mut x = Vec::new();
         for (ids, types) in texts {
-            if ids.len() > self.positions || ids.len() != types.len() {
+            if ids.len() != types.len() {
+                return Err(Error::Inference(format!("{} token ids but {} type ids", ids.len(), types.len())));
+            }
+            if ids.len() > self.positions {
                 return Err(Error::Inference(format!(
                     "a text of {} tokens does not fit {} positions",
                     ids.len(),
@@ -214,6 +217,9 @@ impl Dense {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
         debug_assert_eq!(out.len(), m * n);
+        if m == 0 {
+            return;
+        }
         for (r, row) in out.chunks_exact_mut(n).enumerate() {
             match residual {
                 Some(res) => {
@@ -427,6 +433,9 @@ fn attention(qkv: &[f32], spans: &[(usize, usize)], h: usize, heads: usize, ctx:
     let tasks: Vec<(usize, usize)> = (0..spans.len()).flat_map(|s| (0..heads).map(move |hd| (s, hd))).collect();
     tasks.par_iter().for_each(|&(s, hd)| {
         let (start, len) = spans[s];
+        if len == 0 {
+            return;
+        }
         let base = start * 3 * h + hd * d;
         let mut p = vec![0f32; len * len];
         // SAFETY: the reads stay inside this text's rows of `qkv` (rows start..start+len, the
@@ -545,6 +554,17 @@ fn tanh(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_without_tokens_are_empty_not_a_panic() {
+        let d = Dense::new(vec![1.0; 6], vec![0.5; 2], 2, 3);
+        let mut out: Vec<f32> = vec![];
+        d.apply(&[], None, &mut out);
+        assert!(out.is_empty());
+        let mut out = vec![0f32; 2];
+        d.apply(&[1.0, 2.0, 3.0], None, &mut out);
+        assert_eq!(out, vec![6.5, 6.5]);
+    }
 
     #[test]
     fn exp_and_erf_match_the_standard_library() {

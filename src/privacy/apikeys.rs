@@ -1,9 +1,15 @@
 //! API keys: random bearer tokens with a role, stored only as their SHA-256 and compared in
 //! constant time. Keys come from the configuration (`[auth] keys`) and from
 //! `DATA_DIR/keys.json` (written by `aisle keys create`, mode 0600, re-read when it changes).
-//! With no key anywhere, authentication is off and every request acts as `admin`.
+//!
+//! Without keys the server fails closed. It is open (every request acts as `admin`) only when
+//! `[auth] open = true` says so, or while it has never had a key and listens on a loopback
+//! address (a developer's machine). Once a key existed (the marker `DATA_DIR/auth-required` is
+//! written then), revoking the last key or deleting `keys.json` refuses every request that
+//! needs a key (401) until a key is created again.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -103,11 +109,50 @@ pub fn write_keys_file(path: &Path, keys: &[StoredKey]) -> Result<()> {
     super::write_private(path, &body)
 }
 
+/// The marker that this data directory has had API keys: from then on, no keys means closed.
+pub fn sealed_marker(data_dir: &Path) -> PathBuf {
+    data_dir.join("auth-required")
+}
+
+/// Write the marker (see [`sealed_marker`]); called whenever keys are seen or created.
+pub fn seal(data_dir: &Path) -> Result<()> {
+    let path = sealed_marker(data_dir);
+    if path.exists() {
+        return Ok(());
+    }
+    super::write_private(
+        &path,
+        b"This data directory has had API keys: without one, aisle refuses requests that need a key.\n\
+          Delete this file only together with setting [auth] open = true on purpose.\n",
+    )
+}
+
 /// The keys a server accepts.
 pub struct KeyStore {
     configured: Vec<StoredKey>,
     file: PathBuf,
+    marker: PathBuf,
     state: Mutex<FileState>,
+    /// `[auth] open`: serve without keys, on purpose.
+    open: bool,
+    /// Keys existed (in this process or, by the marker, before).
+    sealed: AtomicBool,
+    /// The server listens on a loopback address only.
+    loopback: AtomicBool,
+}
+
+/// How requests are authenticated now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Keys exist: each request needs a valid one.
+    Keys,
+    /// No keys and `[auth] open = true`: every request is allowed.
+    Open,
+    /// No keys ever, no setting: open on a loopback address, closed on any other.
+    Unset,
+    /// Keys existed and none is left: every request that needs a key is refused.
+    Closed,
 }
 
 struct FileState {
@@ -128,8 +173,8 @@ pub enum Check {
 }
 
 impl KeyStore {
-    /// Keys from the configuration and the keys file under `data_dir`.
-    pub fn load(configured: &[ApiKeyConfig], data_dir: &Path) -> Result<Self> {
+    /// Keys from the configuration and the keys file under `data_dir`; `open` is `[auth] open`.
+    pub fn load(configured: &[ApiKeyConfig], data_dir: &Path, open: bool) -> Result<Self> {
         let configured = configured
             .iter()
             .map(|k| {
@@ -144,7 +189,46 @@ impl KeyStore {
         let file = keys_file(data_dir);
         let keys = read_keys_file(&file)?;
         let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
-        Ok(Self { configured, file, state: Mutex::new(FileState { keys, modified, checked: Instant::now() }) })
+        let marker = sealed_marker(data_dir);
+        if !configured.is_empty() || !keys.is_empty() {
+            seal(data_dir)?;
+        }
+        let sealed = AtomicBool::new(marker.exists());
+        Ok(Self {
+            configured,
+            file,
+            marker,
+            state: Mutex::new(FileState { keys, modified, checked: Instant::now() }),
+            open,
+            sealed,
+            loopback: AtomicBool::new(false),
+        })
+    }
+
+    /// Say whether the server listens on a loopback address only (the default is no: closed).
+    pub fn set_loopback(&self, loopback: bool) {
+        self.loopback.store(loopback, Ordering::Relaxed);
+    }
+
+    /// How requests are authenticated now.
+    pub fn mode(&self) -> AuthMode {
+        self.refresh();
+        if !self.configured.is_empty() || !self.state.lock().keys.is_empty() {
+            if !self.sealed.swap(true, Ordering::Relaxed)
+                && let Some(dir) = self.marker.parent()
+                && let Err(e) = seal(dir)
+            {
+                tracing::error!(error = %e, "cannot write the auth-required marker");
+            }
+            AuthMode::Keys
+        } else if self.open {
+            AuthMode::Open
+        } else if self.sealed.load(Ordering::Relaxed) || self.marker.exists() {
+            self.sealed.store(true, Ordering::Relaxed);
+            AuthMode::Closed
+        } else {
+            AuthMode::Unset
+        }
     }
 
     /// Re-read the keys file if it changed (checked at most once a second).
@@ -167,16 +251,13 @@ impl KeyStore {
         }
     }
 
-    /// Whether any key exists (authentication on).
-    pub fn enabled(&self) -> bool {
-        self.refresh();
-        !self.configured.is_empty() || !self.state.lock().keys.is_empty()
-    }
-
     /// Check a presented key: its hash is compared with every stored hash in constant time.
     pub fn check(&self, presented: Option<&str>) -> Check {
-        if !self.enabled() {
-            return Check::Open;
+        match self.mode() {
+            AuthMode::Keys => {}
+            AuthMode::Open => return Check::Open,
+            AuthMode::Unset if self.loopback.load(Ordering::Relaxed) => return Check::Open,
+            AuthMode::Unset | AuthMode::Closed => return Check::Invalid,
         }
         let Some(presented) = presented else { return Check::Invalid };
         let hash = hash_key(presented);
@@ -203,8 +284,11 @@ mod tests {
     #[test]
     fn keys_are_stored_hashed_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::load(&[], dir.path()).unwrap();
-        assert_eq!(store.check(None), Check::Open, "no keys: authentication is off");
+        let store = KeyStore::load(&[], dir.path(), false).unwrap();
+        assert_eq!(store.mode(), AuthMode::Unset);
+        assert_eq!(store.check(None), Check::Invalid, "no keys, no setting, not on loopback: closed");
+        store.set_loopback(true);
+        assert_eq!(store.check(None), Check::Open, "no keys ever, on loopback: open");
         let key = generate_key();
         assert!(key.starts_with("aisle_") && key.len() == 49);
         let stored = StoredKey {
@@ -224,11 +308,40 @@ mod tests {
         }
         let admin = generate_key();
         let configured = [ApiKeyConfig { name: "ops".into(), role: "admin".into(), sha256: hash_key(&admin) }];
-        let store = KeyStore::load(&configured, dir.path()).unwrap();
+        let store = KeyStore::load(&configured, dir.path(), false).unwrap();
         assert_eq!(store.check(Some(&key)), Check::Valid(Principal { name: "web".into(), role: Role::App }));
         assert_eq!(store.check(Some(&admin)), Check::Valid(Principal { name: "ops".into(), role: Role::Admin }));
         assert_eq!(store.check(Some("aisle_wrong")), Check::Invalid);
         assert_eq!(store.check(None), Check::Invalid);
         assert!(Role::Admin > Role::App && Role::App > Role::Read);
+    }
+
+    #[test]
+    fn a_store_that_had_keys_never_opens_without_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate_key();
+        let stored = StoredKey { name: "ops".into(), role: Role::Admin, sha256: hash_key(&key), created_at: None };
+        write_keys_file(&keys_file(dir.path()), &[stored]).unwrap();
+        let store = KeyStore::load(&[], dir.path(), false).unwrap();
+        store.set_loopback(true);
+        assert_eq!(store.mode(), AuthMode::Keys);
+        assert!(sealed_marker(dir.path()).exists(), "keys seen: the directory is marked");
+        // The last key revoked, then the keys file deleted: closed, in this process and the next.
+        let changes: [fn(&Path); 2] = [|p| write_keys_file(p, &[]).unwrap(), |p| std::fs::remove_file(p).unwrap()];
+        for change in changes {
+            change(&keys_file(dir.path()));
+            let fresh = KeyStore::load(&[], dir.path(), false).unwrap();
+            fresh.set_loopback(true);
+            assert_eq!(fresh.mode(), AuthMode::Closed);
+            assert_eq!(fresh.check(None), Check::Invalid);
+            assert_eq!(fresh.check(Some(&key)), Check::Invalid);
+        }
+        // Even with the marker gone, this process remembers it had keys.
+        std::fs::remove_file(sealed_marker(dir.path())).unwrap();
+        store.state.lock().checked = Instant::now() - Duration::from_secs(2);
+        assert_eq!(store.mode(), AuthMode::Closed);
+        // Only the explicit setting opens it.
+        let open = KeyStore::load(&[], dir.path(), true).unwrap();
+        assert_eq!((open.mode(), open.check(None)), (AuthMode::Open, Check::Open));
     }
 }

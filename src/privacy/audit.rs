@@ -3,13 +3,19 @@
 //! `O_APPEND` and synced before the response leaves. Customer subjects are recorded as a keyed
 //! hash ([`crate::privacy::Keyring::audit_subject`]) that differs from their storage key, so
 //! the log survives an erasure without keeping anything that links to the erased records.
+//!
+//! The lines are hash-chained: each carries `prev`, the SHA-256 of the line before it (64 zeros
+//! for the first), so changing, inserting or removing a line breaks the chain at the next one;
+//! [`verify`] (`aisle audit verify`) checks it and prints the head (the last line's hash), which
+//! an operator can keep elsewhere to detect a cut-off tail too.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -31,10 +37,48 @@ pub struct AuditEntry {
     pub status: u16,
 }
 
+/// The `prev` of the first line.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An entry as written: the entry's fields and the previous line's hash.
+#[derive(Serialize)]
+struct Chained<'a> {
+    #[serde(flatten)]
+    entry: &'a AuditEntry,
+    prev: &'a str,
+}
+
+fn line_hash(line: &[u8]) -> String {
+    hex::encode(Sha256::digest(line))
+}
+
 /// The append-only log.
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    file: Mutex<Tail>,
+}
+
+struct Tail {
+    file: std::fs::File,
+    /// The hash of the last line (what the next line's `prev` is).
+    head: String,
+}
+
+/// The hash of the file's last complete line ([`GENESIS`] for an empty file).
+fn last_line_hash(file: &mut std::fs::File) -> std::io::Result<String> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut back = 4096u64.min(len);
+    loop {
+        file.seek(SeekFrom::Start(len - back))?;
+        let mut buf = Vec::with_capacity(back as usize);
+        Read::by_ref(file).take(back).read_to_end(&mut buf)?;
+        let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        match body.iter().rposition(|&b| b == b'\n') {
+            Some(i) => return Ok(line_hash(&body[i + 1..])),
+            None if back == len => return Ok(if body.is_empty() { GENESIS.to_string() } else { line_hash(body) }),
+            None => back = (back * 4).min(len),
+        }
+    }
 }
 
 impl AuditLog {
@@ -47,15 +91,26 @@ impl AuditLog {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-        Ok(Self { path, file: Mutex::new(file) })
+        let mut reader =
+            std::fs::File::open(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let head = last_line_hash(&mut reader).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        Ok(Self { path, file: Mutex::new(Tail { file, head }) })
     }
 
-    /// Append an entry and sync it to disk.
+    /// Append an entry, chained to the line before it, and sync it to disk. This blocks on the
+    /// disk: call it off the async runtime (`spawn_blocking`).
     pub fn append(&self, entry: &AuditEntry) -> Result<()> {
-        let mut line = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut tail = self.file.lock();
+        let mut line =
+            serde_json::to_vec(&Chained { entry, prev: &tail.head }).map_err(|e| Error::Internal(e.to_string()))?;
+        let head = line_hash(&line);
         line.push(b'\n');
-        let mut f = self.file.lock();
-        f.write_all(&line).and_then(|_| f.sync_data()).map_err(|e| Error::io("cannot write the audit log", e))
+        tail.file
+            .write_all(&line)
+            .and_then(|_| tail.file.sync_data())
+            .map_err(|e| Error::io("cannot write the audit log", e))?;
+        tail.head = head;
+        Ok(())
     }
 
     /// The newest `limit` entries at or after `since`, oldest first.
@@ -75,6 +130,49 @@ impl AuditLog {
         }
         Ok(out.into())
     }
+}
+
+/// What [`verify`] found in an intact log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verified {
+    /// Lines checked.
+    pub entries: usize,
+    /// Lines written before the log was chained (not covered by the chain).
+    pub unchained: usize,
+    /// The last line's hash: keep it elsewhere to detect a removed tail later.
+    pub head: String,
+}
+
+/// Check the chain of `DATA_DIR/audit.log`: every line's `prev` must be the hash of the line
+/// before it. The error names the first line where it breaks.
+pub fn verify(data_dir: &Path) -> Result<Verified> {
+    let path = data_dir.join("audit.log");
+    let f = std::fs::File::open(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let mut report = Verified { entries: 0, unchained: 0, head: GENESIS.to_string() };
+    let mut chained = false;
+    for (i, line) in BufReader::new(f).split(b'\n').enumerate() {
+        let line = line.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        let n = i + 1;
+        let broken = |why: String| Error::Conflict(format!("{} line {n}: {why}", path.display()));
+        let value: serde_json::Value =
+            serde_json::from_slice(&line).map_err(|_| broken("not an audit entry (changed, or cut off)".into()))?;
+        if serde_json::from_value::<AuditEntry>(value.clone()).is_err() {
+            return Err(broken("not an audit entry".into()));
+        }
+        match value.get("prev").and_then(|p| p.as_str()) {
+            Some(prev) if prev == report.head => chained = true,
+            Some(_) => {
+                return Err(broken(
+                    "its prev is not the hash of the line before: a line was changed, added or removed".into(),
+                ));
+            }
+            None if chained => return Err(broken("a line without prev after chained lines: added or changed".into())),
+            None => report.unchained += 1,
+        }
+        report.head = line_hash(&line);
+        report.entries += 1;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -111,5 +209,51 @@ mod tests {
         assert_eq!(all.len(), 6);
         let tail = log.read(None, 2).unwrap();
         assert_eq!(tail.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["PUT /v1/products/{id} #4", "last"]);
+        let verified = verify(dir.path()).unwrap();
+        assert_eq!((verified.entries, verified.unchained), (6, 0), "the chain holds across a reopen");
+    }
+
+    #[test]
+    fn tampering_breaks_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        // A log written before chaining: its lines are counted, and the chain starts after them.
+        std::fs::write(
+            &path,
+            "{\"ts\":\"2026-01-01T00:00:00Z\",\"actor\":\"old\",\"role\":\"admin\",\"action\":\"a\",\"status\":200}\n",
+        )
+        .unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        for i in 0..4 {
+            let entry = AuditEntry {
+                ts: Utc::now(),
+                actor: "ops".into(),
+                role: "admin".into(),
+                action: format!("DELETE /v1/customers/{{id}} #{i}"),
+                subject: Some(format!("customer:{i}")),
+                status: 204,
+            };
+            log.append(&entry).unwrap();
+        }
+        let good = verify(dir.path()).unwrap();
+        assert_eq!((good.entries, good.unchained), (5, 1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let tampered = [
+            text.replace("customer:2", "customer:9"),         // an entry changed
+            text.replacen(&format!("{}\n", lines[2]), "", 1), // a line removed
+            text.replacen(&format!("{}\n", lines[3]), &format!("{}\n{}\n", lines[3], lines[3]), 1), // a line copied in
+            format!(
+                "{text}{{\"ts\":\"2026-01-01T00:00:00Z\",\"actor\":\"x\",\"role\":\"admin\",\"action\":\"b\",\"status\":200}}\n"
+            ),
+        ];
+        for (i, bad) in tampered.iter().enumerate() {
+            std::fs::write(&path, bad).unwrap();
+            let e = verify(dir.path()).unwrap_err().to_string();
+            assert!(e.contains("line"), "case {i}: {e}");
+        }
+        // Cut off at the end: the chain still holds, but the head differs from the one kept.
+        std::fs::write(&path, format!("{}\n", lines[..4].join("\n"))).unwrap();
+        assert_ne!(verify(dir.path()).unwrap().head, good.head);
     }
 }

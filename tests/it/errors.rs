@@ -141,3 +141,41 @@ fn batch_over_the_item_limit_is_refused() {
     let products: Vec<Value> = (0..1001).map(|i| json!({"id": format!("b{i}"), "title": "t"})).collect();
     expect(json_post("/v1/products:batch", &json!({"products": products}).to_string()), 400, Some("/products"));
 }
+
+/// A 500 shows the client its request id, never its cause (a server path, a store message, a
+/// panic message): the cause is in the log under the same id. Every response names its id.
+#[test]
+fn a_500_names_its_request_id_and_nothing_internal() {
+    let dir = crate::harness::temp_dir("internal-error");
+    let s = crate::harness::Server::start(&dir, &[("AISLE_FAULT", "api.products.read")]);
+    for (id, cause) in [("broken", "cannot read"), ("panic", "injected panic")] {
+        let r = client()
+            .get(s.url(&format!("/v1/products/{id}")))
+            .header("x-request-id", format!("trace-{id}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        assert_eq!(r.headers()["x-request-id"], format!("trace-{id}").as_str());
+        let text = r.text().unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["request_id"], format!("trace-{id}"), "{v}");
+        assert_eq!(v["type"], "urn:aisle:problem:internal", "{v}");
+        for secret in [dir.to_str().unwrap(), "products", "injected", cause] {
+            assert!(!text.contains(secret), "the response shows '{secret}': {text}");
+        }
+        let logs = s.logs();
+        let line = logs.lines().find(|l| l.contains(&format!("trace-{id}")) && l.contains(cause));
+        assert!(line.is_some(), "the log has no line with the request id and the cause:\n{logs}");
+    }
+    // Ids the client did not send, or sent unusable, are made up.
+    for sent in [None, Some("bad id with spaces")] {
+        let mut req = client().get(s.url("/healthz"));
+        if let Some(v) = sent {
+            req = req.header("x-request-id", v);
+        }
+        let r = req.send().unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    s.stop();
+}

@@ -21,8 +21,17 @@ pub(super) const COMPACTION_DONE: &str = "COMPACTED";
 /// missing `<name>`; an incomplete one is deleted; a leftover `<name>.old` is deleted once
 /// `<name>` exists (or restored if it does not).
 pub(super) fn recover_compaction(dir: &Path) -> Result<()> {
+    recover_compaction_of(dir, None)
+}
+
+/// [`recover_compaction`] for one collection's directories only (`only`: its name), or all.
+pub(super) fn recover_compaction_of(dir: &Path, only: Option<&str>) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| only.is_none_or(|c| n.strip_suffix(".compact").or_else(|| n.strip_suffix(".old")) == Some(c)))
+        .collect();
     let io = |what: &str, p: &Path| format!("{what} {}", p.display());
     for name in &names {
         let Some(base) = name.strip_suffix(".compact") else { continue };

@@ -240,7 +240,7 @@ impl EdgeStore {
         let with_vector =
             if with_vectors.is_empty() { WithVector::Bool(false) } else { WithVector::Selector(with_vectors.to_vec()) };
         let records = c
-            .shard()
+            .shard()?
             .retrieve(&ids, Some(WithPayloadInterface::Bool(true)), Some(with_vector))
             .map_err(edge_err("retrieve failed"))?;
         records.into_iter().map(|r| to_record(r.id, r.payload, r.vector)).collect()
@@ -268,7 +268,7 @@ impl EdgeStore {
             },
             order_by: None,
         };
-        let (records, next) = c.shard().scroll(request).map_err(edge_err("scroll failed"))?;
+        let (records, next) = c.shard()?.scroll(request).map_err(edge_err("scroll failed"))?;
         let records = records.into_iter().map(|r| to_record(r.id, r.payload, r.vector)).collect::<Result<Vec<_>>>()?;
         Ok(Page { records, next: next.map(uuid_of).transpose()? })
     }
@@ -321,7 +321,7 @@ impl EdgeStore {
             },
             with_payload: WithPayloadInterface::Bool(with_payload),
         };
-        let points = c.shard().query(request).map_err(edge_err("query failed"))?;
+        let points = c.shard()?.query(request).map_err(edge_err("query failed"))?;
         points
             .into_iter()
             .skip(query.offset)
@@ -337,7 +337,7 @@ impl EdgeStore {
         let c = self.get(collection)?;
         let request =
             qdrant_edge::CountRequest { filter: filter.as_ref().map(to_edge_filter).transpose()?, exact: true };
-        c.shard().count(request).map_err(edge_err("count failed"))
+        c.shard()?.count(request).map_err(edge_err("count failed"))
     }
 
     /// Optimise collections with enough unindexed points (or all, if `force`).
@@ -352,7 +352,7 @@ impl EdgeStore {
             let _w = c.writes.lock();
             c.unindexed.store(0, Ordering::Relaxed);
             let started = std::time::Instant::now();
-            let shard = c.shard();
+            let shard = c.shard()?;
             any |= shard.optimize().map_err(edge_err("optimize failed"))?;
             shard.flush();
             tracing::info!(collection = %c.name, points = pending, secs = started.elapsed().as_secs_f32(), "optimized collection");
@@ -369,7 +369,7 @@ impl EdgeStore {
     /// Add a dense vector to a collection if it is missing (same dimension required if present).
     pub fn ensure_vector(&self, collection: &str, d: &DenseSpec) -> Result<()> {
         let c = self.get(collection)?;
-        let config = c.shard().config().clone();
+        let config = c.shard()?.config().clone();
         match config.vectors.get(&d.name) {
             Some(existing) if existing.size != d.dim => Err(Error::Store(format!(
                 "collection '{collection}' stores '{}' vectors of dimension {}, not {}",
@@ -390,7 +390,7 @@ impl EdgeStore {
     /// What a collection holds, read from its engine configuration and payload indexes.
     pub fn collection_spec(&self, collection: &str) -> Result<CollectionSpec> {
         let c = self.get(collection)?;
-        let shard = c.shard();
+        let shard = c.shard()?;
         let config = serde_json::to_value(&*shard.config()).map_err(|e| Error::Internal(format!("config: {e}")))?;
         let info = serde_json::to_value(shard.info().payload_schema)
             .map_err(|e| Error::Internal(format!("payload schema: {e}")))?;
@@ -406,7 +406,7 @@ impl EdgeStore {
     pub fn flush_all(&self) -> Result<()> {
         for c in self.collections.read().values() {
             let _w = c.writes.lock();
-            c.shard().flush();
+            c.shard()?.flush();
         }
         Ok(())
     }

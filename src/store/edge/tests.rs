@@ -161,3 +161,31 @@ fn an_interrupted_compaction_is_finished_on_open() {
     assert_eq!(store.count("t", None).unwrap(), 5);
     assert!(!collections.join("t.compact").exists());
 }
+
+/// A compaction or reopening that fails after closing the shard leaves the collection closed:
+/// reads and writes answer `Unavailable` (never a panic), and the collection reopens by itself
+/// once loading works again, with every point.
+#[test]
+fn a_failed_compaction_or_reopen_answers_unavailable_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open(dir.path(), 1_000_000).unwrap();
+    store.ensure_collection(&spec()).unwrap();
+    store.upsert("t", (0..20).map(|i| point(i, "keep")).collect()).unwrap();
+    let c = store.get("t").unwrap();
+    let failing: [&dyn Fn() -> crate::error::Result<()>; 2] = [&|| store.compact("t"), &|| c.reopen()];
+    for fail in failing {
+        // The operation's own load fails, and so does the first recovery.
+        c.failing_loads.store(2, std::sync::atomic::Ordering::Relaxed);
+        assert!(fail().is_err());
+        for _ in 0..2 {
+            let e = store.count("t", None).unwrap_err();
+            assert!(matches!(e, crate::error::Error::Unavailable(_)), "{e:?}");
+            let e = store.upsert("t", vec![point(50, "during")]).unwrap_err();
+            assert!(matches!(e, crate::error::Error::Unavailable(_)), "{e:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(store.count("t", None).unwrap(), 20, "reopened with every point");
+        store.upsert("t", vec![point(7, "after")]).unwrap();
+        assert_eq!(label(&store, 7), "after");
+    }
+}
