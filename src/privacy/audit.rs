@@ -62,6 +62,9 @@ struct Tail {
     file: std::fs::File,
     /// The hash of the last line (what the next line's `prev` is).
     head: String,
+    /// The file's length after this process's last write: when it differs, another process
+    /// (`aisle keys` beside a running server) appended, and `head` is read again.
+    len: u64,
 }
 
 /// The hash of the file's last complete line ([`GENESIS`] for an empty file).
@@ -94,23 +97,34 @@ impl AuditLog {
         let mut reader =
             std::fs::File::open(&path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
         let head = last_line_hash(&mut reader).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        Ok(Self { path, file: Mutex::new(Tail { file, head }) })
+        let len = file.metadata().map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?.len();
+        Ok(Self { path, file: Mutex::new(Tail { file, head, len }) })
     }
 
-    /// Append an entry, chained to the line before it, and sync it to disk. This blocks on the
-    /// disk: call it off the async runtime (`spawn_blocking`).
+    /// Append an entry, chained to the line before it, and sync it to disk. Processes that
+    /// share the log (the server, `aisle keys`) take an exclusive file lock for the append, so
+    /// each chains to the other's last line. This blocks on the disk: call it off the async
+    /// runtime (`spawn_blocking`).
     pub fn append(&self, entry: &AuditEntry) -> Result<()> {
         let mut tail = self.file.lock();
-        let mut line =
-            serde_json::to_vec(&Chained { entry, prev: &tail.head }).map_err(|e| Error::Internal(e.to_string()))?;
-        let head = line_hash(&line);
-        line.push(b'\n');
-        tail.file
-            .write_all(&line)
-            .and_then(|_| tail.file.sync_data())
-            .map_err(|e| Error::io("cannot write the audit log", e))?;
-        tail.head = head;
-        Ok(())
+        let tail = &mut *tail;
+        tail.file.lock().map_err(|e| Error::io("cannot lock the audit log", e))?;
+        let written = (|| -> std::io::Result<()> {
+            let len = tail.file.metadata()?.len();
+            if len != tail.len {
+                tail.head = last_line_hash(&mut std::fs::File::open(&self.path)?)?;
+            }
+            let mut line = serde_json::to_vec(&Chained { entry, prev: &tail.head }).map_err(std::io::Error::other)?;
+            let head = line_hash(&line);
+            line.push(b'\n');
+            tail.file.write_all(&line)?;
+            tail.file.sync_data()?;
+            tail.head = head;
+            tail.len = len + line.len() as u64;
+            Ok(())
+        })();
+        let _ = tail.file.unlock();
+        written.map_err(|e| Error::io("cannot write the audit log", e))
     }
 
     /// The newest `limit` entries at or after `since`, oldest first.
@@ -211,6 +225,25 @@ mod tests {
         assert_eq!(tail.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["PUT /v1/products/{id} #4", "last"]);
         let verified = verify(dir.path()).unwrap();
         assert_eq!((verified.entries, verified.unchained), (6, 0), "the chain holds across a reopen");
+    }
+
+    /// The server and `aisle keys` append to the same log: each chains to the other's lines.
+    #[test]
+    fn two_writers_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, cli) = (AuditLog::open(dir.path()).unwrap(), AuditLog::open(dir.path()).unwrap());
+        for i in 0..6 {
+            let entry = AuditEntry {
+                ts: Utc::now(),
+                actor: if i % 2 == 0 { "server" } else { "cli" }.into(),
+                role: "admin".into(),
+                action: format!("a{i}"),
+                subject: None,
+                status: 200,
+            };
+            if i % 3 == 0 { &server } else { &cli }.append(&entry).unwrap();
+        }
+        assert_eq!(verify(dir.path()).unwrap().entries, 6);
     }
 
     #[test]
