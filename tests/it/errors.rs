@@ -163,9 +163,14 @@ fn a_500_names_its_request_id_and_nothing_internal() {
         for secret in [dir.to_str().unwrap(), "products", "injected", cause] {
             assert!(!text.contains(secret), "the response shows '{secret}': {text}");
         }
-        let logs = s.logs();
-        let line = logs.lines().find(|l| l.contains(&format!("trace-{id}")) && l.contains(cause));
-        assert!(line.is_some(), "the log has no line with the request id and the cause:\n{logs}");
+        // The server's stderr is read by another thread: give the line a moment to arrive.
+        let started = std::time::Instant::now();
+        let logged = || s.logs().lines().any(|l| l.contains(&format!("trace-{id}")) && l.contains(cause));
+        while !logged() {
+            let logs = s.logs();
+            assert!(started.elapsed().as_secs() < 10, "the log has no line with the request id and the cause:\n{logs}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
     // Ids the client did not send, or sent unusable, are made up.
     for sent in [None, Some("bad id with spaces")] {
