@@ -525,7 +525,7 @@ fn sum8(a: &[f32]) -> f32 {
 /// `e^x` from Cephes' `expf` (relative error ~1e-7) in plain arithmetic the compiler
 /// vectorises; inputs below -87.3 give ~1e-38 instead of a denormal.
 #[inline(always)]
-pub(super) fn exp(x: f32) -> f32 {
+fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;

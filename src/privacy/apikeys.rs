@@ -223,21 +223,24 @@ impl KeyStore {
             AuthMode::Keys
         } else if self.open {
             AuthMode::Open
-        } else if self.sealed.load(Ordering::Relaxed) || self.marker.exists() {
-            self.sealed.store(true, Ordering::Relaxed);
+        } else if self.sealed.load(Ordering::Relaxed) {
             AuthMode::Closed
         } else {
             AuthMode::Unset
         }
     }
 
-    /// Re-read the keys file if it changed (checked at most once a second).
+    /// Re-read the keys file if it changed, and look for the marker another process may have
+    /// written (both at most once a second, not on every request).
     fn refresh(&self) {
         let mut s = self.state.lock();
         if s.checked.elapsed() < Duration::from_secs(1) {
             return;
         }
         s.checked = Instant::now();
+        if self.marker.exists() {
+            self.sealed.store(true, Ordering::Relaxed);
+        }
         let modified = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok();
         if modified != s.modified {
             match read_keys_file(&self.file) {
