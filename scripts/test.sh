@@ -3,7 +3,8 @@
 # check formatting and lints (clippy, warnings as errors), build once in release mode, run every unit and integration test against
 # the real models, the real embedded Qdrant and real HTTP over loopback (and a real Qdrant
 # server from ../shared/qdrant where there is one), then the official `openai` Python client
-# against a real server.
+# against a real server, the contract test (openapi-spec-validator, schemathesis and
+# prometheus_client from PyPI) and the fault tests (crash, disk full, slow clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The no-egress test runs the server in a network namespace (unshare, ip) under strace.
@@ -33,3 +34,9 @@ else
     echo "SKIPPED: integration tests on a Qdrant server (set QDRANT_URL, or provide ../shared/qdrant/bin/qdrant)"
 fi
 scripts/openai-client-test.sh
+# The API contract: the OpenAPI document validated as 3.1 and fuzzed by schemathesis (keyed and
+# open), /metrics parsed by prometheus_client.
+scripts/contract-test.sh
+# Faults: SIGKILL under write load, a full disk (a tmpfs this script mounts), slow and hostile
+# clients.
+scripts/fault-test.sh

@@ -10,7 +10,7 @@ use std::fmt;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One invalid field: where it is (RFC 6901 JSON pointer) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON pointer to the field, e.g. `/price` or `/products/3/currency`; empty for the whole body.
     pub pointer: String,
@@ -74,6 +74,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The data directory is (nearly) full: nothing was written.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// A bug: something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),

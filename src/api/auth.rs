@@ -1,9 +1,10 @@
 //! Authentication, authorization, limits and the audit trail, in one middleware over every
 //! route.
 //!
-//! [`ROUTES`] is the one table of what each endpoint needs: `Public` (health probes only),
-//! or a role (`read` < `app` < `admin`). A route missing from the table needs `admin` (closed by
-//! default). With API keys configured, a request without a valid key gets 401 (with
+//! Each endpoint's rule (`Public` for the probes and the API document, or a role: `read` <
+//! `app` < `admin`) is given where the route is registered (`openapi::Api::route`), so the
+//! router, this table and the OpenAPI document come from one list. A matched route missing from
+//! the table would need `admin` (closed by default). With API keys configured, a request without a valid key gets 401 (with
 //! `WWW-Authenticate`), a key whose role is too low 403. Per-key rate and concurrency limits
 //! answer 429 with `Retry-After`. Audited routes (catalog writes, privacy operations, the audit
 //! log itself) are appended to the audit log with the outcome, denied attempts included.
@@ -43,64 +44,21 @@ pub enum Subject {
 }
 
 /// One endpoint's rule.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     /// HTTP method.
     pub method: &'static str,
     /// The route as registered.
-    pub path: &'static str,
+    pub path: String,
     /// Who may call it.
     pub access: Access,
     /// Whether and how it is audited.
     pub audit: Subject,
 }
 
-const fn rule(method: &'static str, path: &'static str, access: Access, audit: Subject) -> Rule {
-    Rule { method, path, access, audit }
-}
-
-use Access::{Public, Role as R};
-use Role::{Admin, App, Read};
-use Subject as S;
-
-/// Every endpoint and what it needs.
-pub const ROUTES: &[Rule] = &[
-    rule("GET", "/healthz", Public, S::None),
-    rule("GET", "/readyz", Public, S::None),
-    rule("GET", "/metrics", R(Read), S::None),
-    rule("GET", "/v1/models", R(Read), S::None),
-    rule("GET", "/v1/models/{id}", R(Read), S::None),
-    rule("GET", "/v1/products", R(Read), S::None),
-    rule("GET", "/v1/products/{id}", R(Read), S::None),
-    rule("GET", "/v1/products/{id}/similar", R(Read), S::None),
-    rule("POST", "/v1/search", R(Read), S::None),
-    rule("GET", "/v1/trending", R(Read), S::None),
-    rule("GET", "/v1/stats/recommendations", R(Read), S::None),
-    rule("POST", "/v1/events", R(App), S::None),
-    rule("GET", "/v1/customers/{id}", R(App), S::None),
-    rule("PUT", "/v1/customers/{id}", R(App), S::Customer),
-    rule("GET", "/v1/customers/{id}/recommendations", R(App), S::None),
-    rule("POST", "/v1/recommendations", R(App), S::None),
-    rule("POST", "/v1/chat/completions", R(App), S::None),
-    rule("POST", "/v1/completions", R(App), S::None),
-    rule("POST", "/v1/embeddings", R(App), S::None),
-    rule("POST", "/v1/assistant/chat", R(App), S::None),
-    rule("GET", "/v1/assistant/sessions/{id}", R(App), S::None),
-    rule("DELETE", "/v1/assistant/sessions/{id}", R(App), S::None),
-    rule("POST", "/v1/products/{id}/describe", R(Admin), S::None),
-    rule("PUT", "/v1/products/{id}", R(Admin), S::Product),
-    rule("DELETE", "/v1/products/{id}", R(Admin), S::Product),
-    rule("POST", "/v1/products:batch", R(Admin), S::Plain),
-    rule("GET", "/v1/customers/{id}/export", R(Admin), S::Customer),
-    rule("DELETE", "/v1/customers/{id}", R(Admin), S::Customer),
-    rule("GET", "/v1/admin/audit", R(Admin), S::Plain),
-    rule("POST", "/v1/admin/retention", R(Admin), S::Plain),
-    rule("POST", "/v1/admin/train", R(Admin), S::Plain),
-];
-
 /// The rule of a matched route.
 pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
-    ROUTES.iter().find(|r| r.path == path && r.method == method.as_str())
+    super::openapi::rules().iter().find(|r| r.path == path && r.method == method.as_str())
 }
 
 fn presented_key(req: &Request) -> Option<String> {
@@ -138,7 +96,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let access = match (rule, &matched) {
         (Some(r), _) => r.access,
         // A known path with another method: any valid key may learn that it is a 405.
-        (None, Some(p)) if ROUTES.iter().any(|r| r.path == p) => Access::Role(Role::Read),
+        (None, Some(p)) if super::openapi::rules().iter().any(|r| &r.path == p) => Access::Role(Role::Read),
         (None, Some(_)) => Access::Role(Role::Admin),
         (None, None) => Access::Role(Role::Read), // no such route: 404/405 for any valid key
     };
@@ -162,9 +120,9 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let audit = rule.map(|r| r.audit).unwrap_or(Subject::None);
     let subject = match (audit, rule) {
         (Subject::Customer, Some(r)) => {
-            path_id(r.path, req.uri().path()).map(|id| format!("customer:{}", security.keyring.audit_subject(&id)))
+            path_id(&r.path, req.uri().path()).map(|id| format!("customer:{}", security.keyring.audit_subject(&id)))
         }
-        (Subject::Product, Some(r)) => path_id(r.path, req.uri().path()).map(|id| format!("product:{id}")),
+        (Subject::Product, Some(r)) => path_id(&r.path, req.uri().path()).map(|id| format!("product:{id}")),
         _ => None,
     };
     // The entry is synced to disk on the blocking pool (not on an async worker) before the
@@ -235,8 +193,10 @@ mod tests {
 
     #[test]
     fn every_rule_is_unique() {
-        for (i, a) in ROUTES.iter().enumerate() {
-            assert!(!ROUTES[i + 1..].iter().any(|b| a.method == b.method && a.path == b.path), "{a:?} twice");
+        let rules = super::super::openapi::rules();
+        assert!(rules.len() > 30, "{} rules", rules.len());
+        for (i, a) in rules.iter().enumerate() {
+            assert!(!rules[i + 1..].iter().any(|b| a.method == b.method && a.path == b.path), "{a:?} twice");
         }
     }
 }

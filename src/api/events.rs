@@ -3,24 +3,55 @@
 //! are applied. Events carrying a `rec_id` are attributed to the recommendation source.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use super::AppState;
+use super::auth::{Access, Subject};
 use super::extract::JsonBody;
+use super::openapi::Api;
 use super::problem::ApiError;
 use crate::error::{Error, FieldError, from_json_value};
-use crate::events::{EventInput, EventOutcome, batch_too_large};
+use crate::events::{EventInput, EventOutcome, IngestReport, batch_too_large};
+use crate::privacy::apikeys::Role;
 
 /// Routes of this resource.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/events", post(ingest))
+pub fn routes() -> Api {
+    Api::new().route(Access::Role(Role::App), Subject::None, routes!(ingest))
 }
 
-async fn ingest(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
+/// A batch of events.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the document's shape; the handler reads each event on its own
+struct EventBatch {
+    /// The events (at most `[events] max_batch`).
+    events: Vec<EventInput>,
+}
+
+/// One event, or a batch.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum EventsBody {
+    /// One event.
+    One(EventInput),
+    /// A batch.
+    Batch(EventBatch),
+}
+
+/// Record shopper events (views, clicks, carts, purchases, ratings). Each event of a batch is
+/// judged on its own: bad ones are reported under `/events/{i}`, the others applied; a re-sent
+/// event id is a duplicate and changes nothing.
+#[utoipa::path(post, path = "/v1/events", operation_id = "recordEvents", tag = "events",
+    request_body(content = inline(EventsBody), description = "One event, or `{\"events\": [...]}`."),
+    responses((status = 200, description = "What became of each event.", body = IngestReport)))]
+async fn ingest(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<IngestReport>, ApiError> {
     let services = state.services()?;
     let (items, single) = match body {
         Value::Object(mut o) if o.contains_key("events") => {
@@ -76,16 +107,13 @@ async fn ingest(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) 
     let accepted_n = count(|r| matches!(r, EventOutcome::Accepted { .. }));
     let duplicates = count(|r| matches!(r, EventOutcome::Duplicate { .. }));
     let rejected = count(|r| matches!(r, EventOutcome::Rejected { .. }));
-    let results: Vec<Value> = results
-        .iter()
+    let results = results
+        .into_iter()
         .enumerate()
         .map(|(i, r)| match r {
-            EventOutcome::Rejected { errors } => serde_json::json!({"status": "rejected", "errors": prefix(i, errors)}),
-            other => serde_json::to_value(other).unwrap_or(Value::Null),
+            EventOutcome::Rejected { errors } => EventOutcome::Rejected { errors: prefix(i, &errors) },
+            other => other,
         })
         .collect();
-    Ok(Json(
-        serde_json::json!({"accepted": accepted_n, "duplicates": duplicates, "rejected": rejected, "results": results}),
-    )
-    .into_response())
+    Ok(Json(IngestReport { accepted: accepted_n, duplicates, rejected, results }))
 }

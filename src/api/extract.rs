@@ -4,6 +4,9 @@
 //! failure (wrong content type, body too large, malformed JSON, invalid UTF-8, wrong types,
 //! unknown fields, bad path or query parameters) into a [`Problem`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -12,6 +15,35 @@ use serde::de::DeserializeOwned;
 
 use super::problem::{ApiError, Problem};
 use crate::error::{FieldError, field_error, pointer_of};
+
+/// Milliseconds a client has to send a request body (`[server] body_timeout_secs`).
+static BODY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+/// Set the body timeout (at startup).
+pub fn set_body_timeout(timeout: Duration) {
+    BODY_TIMEOUT_MS.store(timeout.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+/// The whole body, within the body timeout (408 after) and the body limit (413 above).
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
+    let limit = Duration::from_millis(BODY_TIMEOUT_MS.load(Ordering::Relaxed));
+    match tokio::time::timeout(limit, Bytes::from_request(req, state)).await {
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            "Request body too slow",
+            format!("the request body did not arrive within {} s", limit.as_secs()),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "Request body too large",
+            rejection.body_text(),
+        )),
+        Ok(Err(rejection)) => Err(Problem::malformed(rejection.body_text())),
+    }
+}
 
 /// A JSON body deserialized into `T`.
 pub struct JsonBody<T>(pub T);
@@ -31,18 +63,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             )
             .into());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
-                    "Request body too large",
-                    rejection.body_text(),
-                )
-            } else {
-                Problem::malformed(rejection.body_text())
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody).map_err(ApiError)
     }
 }
@@ -58,6 +79,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     // Syntax first: a broken document is "malformed" even where a type error comes earlier.
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
         return Err(Problem::malformed(format!("malformed JSON: {e}")));
+    }
+    // Every body is an object (serde would also read a struct from an array of its fields).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::invalid(vec![FieldError::new("", "the request body must be a JSON object")]));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut de) {

@@ -10,14 +10,15 @@ pub mod customers;
 pub mod events;
 pub mod extract;
 pub mod health;
+mod listen;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod problem;
 pub mod products;
 pub mod recommend;
 pub mod search;
 
-use std::future::IntoFuture;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -94,10 +95,9 @@ impl AppState {
     }
 }
 
-/// The application router.
-pub fn router(state: AppState) -> Router {
-    let max_body = state.config().server.max_body_bytes;
-    Router::new()
+/// Every route: the handlers, who may call them, and their OpenAPI operations.
+pub fn api() -> openapi::Api {
+    openapi::Api::new()
         .merge(health::routes())
         .merge(products::routes())
         .merge(search::routes())
@@ -108,9 +108,18 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(admin::routes())
         .merge(assistant::routes())
+        .merge(openapi::routes())
+}
+
+/// The application router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config().server.max_body_bytes;
+    let (routes, _, _) = api().into_parts();
+    routes
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(problem::panicked))
         // Spans name the route, never the raw path: paths carry customer ids.
@@ -138,6 +147,8 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
             embed_dir.display()
         )));
     }
+    // The metrics recorder, before anything records.
+    metrics::handle();
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|e| Error::io(format!("cannot listen on {}", config.server.listen), e))?;
@@ -205,7 +216,6 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
     );
 
     let failure = Arc::new(OnceLock::<String>::new());
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = {
         let failure = failure.clone();
         async move {
@@ -218,23 +228,13 @@ pub async fn serve(config: Config, threads: (usize, ThreadSource)) -> Result<()>
                     }
                 } => tracing::error!(error = failure.get().map(String::as_str).unwrap_or(""), "startup failed"),
             }
-            let _ = stopping_tx.send(());
         }
     };
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let header_timeout = Duration::from_secs(config.server.header_timeout_secs);
+    extract::set_body_timeout(Duration::from_secs(config.server.body_timeout_secs));
     let state_for_shutdown = state.clone();
-    let mut serving = tokio::spawn(axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).into_future());
-    // Once shutdown begins, in-flight requests get `grace` to finish; then they are cut.
-    tokio::select! {
-        _ = &mut serving => {}
-        _ = async {
-            if stopping_rx.await.is_err() { std::future::pending::<()>().await; }
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(secs = grace.as_secs(), "grace period over; closing the remaining connections");
-            serving.abort();
-        }
-    }
+    listen::run(listener, router(state), header_timeout, shutdown, grace).await;
     maintenance.abort();
     if let Ok(s) = state_for_shutdown.services()
         && let Err(e) = s.recommender.stats().flush().await

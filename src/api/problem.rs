@@ -66,6 +66,12 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     response
 }
 
+fn insufficient_storage(detail: String) -> Problem {
+    let mut p = Problem::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage", "Insufficient storage", detail);
+    p.retry_after = Some(30);
+    p
+}
+
 /// A 500: the cause goes to the log with the request id, the client gets the id alone.
 fn internal(cause: &dyn std::fmt::Display) -> Problem {
     let id = REQUEST_ID.try_with(String::clone).ok();
@@ -129,33 +135,85 @@ impl From<Error> for Problem {
                 p.retry_after = Some(1);
                 p
             }
+            Error::InsufficientStorage(d) => insufficient_storage(d),
+            // The filesystem filled up under the watermark's margin (another process wrote).
+            ref other @ (Error::Io { .. } | Error::Store(_) | Error::Internal(_))
+                if crate::store::space::is_out_of_space(&other.to_string()) =>
+            {
+                tracing::error!(error = %other, "out of disk space");
+                insufficient_storage(
+                    "the data directory is full; nothing more can be written until space is freed".into(),
+                )
+            }
             other => internal(&other),
         }
     }
 }
 
+/// The problem document as sent: RFC 9457 members, OpenAI's `error` object, and the request id
+/// on a 500.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemDocument {
+    /// Problem type (a URN naming the kind of problem).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// Bad fields, for input errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    pub errors: Vec<FieldError>,
+    /// The same, as OpenAI clients read it.
+    pub error: OpenAiError,
+    /// On a 500: the id under which the server's log names the cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub request_id: Option<String>,
+}
+
+/// OpenAI's error object (`error.message`), so that OpenAI clients stay informative.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OpenAiError {
+    /// The detail.
+    pub message: String,
+    /// `invalid_request_error` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The first bad field, dotted.
+    pub param: Option<String>,
+    /// The problem type's last segment.
+    pub code: Option<String>,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        // OpenAI clients read `error.message`; this extension member keeps them informative.
-        let mut doc = serde_json::to_value(&self).unwrap_or_default();
-        doc["error"] = serde_json::json!({
-            "message": self.detail,
-            "type": if self.status >= 500 { "server_error" } else { "invalid_request_error" },
-            "param": self.errors.first().map(|e| e.pointer.trim_start_matches('/').replace('/', ".")),
-            "code": self.kind.rsplit(':').next(),
-        });
-        // A 500 names the request, so that its cause can be found in the log.
-        if self.status == 500
-            && let Ok(id) = REQUEST_ID.try_with(String::clone)
-        {
-            doc["request_id"] = serde_json::Value::String(id);
-        }
+        let retry_after = self.retry_after;
+        let doc = ProblemDocument {
+            error: OpenAiError {
+                message: self.detail.clone(),
+                kind: if self.status >= 500 { "server_error" } else { "invalid_request_error" }.to_string(),
+                param: self.errors.first().map(|e| e.pointer.trim_start_matches('/').replace('/', ".")),
+                code: self.kind.rsplit(':').next().map(str::to_string),
+            },
+            // A 500 names the request, so that its cause can be found in the log.
+            request_id: if self.status == 500 { REQUEST_ID.try_with(String::clone).ok() } else { None },
+            kind: self.kind,
+            title: self.title,
+            status: self.status,
+            detail: self.detail,
+            errors: self.errors,
+        };
         let body = serde_json::to_vec(&doc).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response

@@ -20,20 +20,58 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
-use crate::assistant::session::Sessions;
+use crate::assistant::session::{SessionView, Sessions};
 use crate::catalog::{Catalog, Tally, popularity_units};
 use crate::error::{Error, Result};
-use crate::events::{CO_WITH, Events, POP_TERM, Profiles};
+use crate::events::{CO_WITH, CustomerView, Events, POP_TERM, Profiles};
 use crate::privacy::{Keyring, write_private};
 use crate::store::Payload;
 
+/// Everything held about a customer (the right of access).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CustomerExport {
+    /// The customer id asked for.
+    pub customer_id: String,
+    /// When this export was made.
+    pub exported_at: DateTime<Utc>,
+    /// How the customer is keyed in storage.
+    pub stored_under: String,
+    /// The profile, if one is stored.
+    pub profile: Option<CustomerView>,
+    /// The taste vector (from the customer's events), if any.
+    pub taste: Option<Vec<f32>>,
+    /// Every stored event.
+    pub events: Vec<ExportedEvent>,
+    /// Assistant conversations kept under a session id (redacted when stored).
+    pub sessions: Vec<SessionView>,
+}
+
+/// One stored event of a customer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ExportedEvent {
+    /// Event id.
+    pub id: Option<String>,
+    /// The product.
+    pub product_id: Option<String>,
+    /// The kind (view, click, cart, purchase, ...).
+    pub kind: Option<String>,
+    /// Its value (a rating, an amount).
+    pub value: Option<f64>,
+    /// When it happened.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The recommendation it is attributed to.
+    pub rec_id: Option<String>,
+    /// The keyed hash of the shopping session.
+    pub session_key: Option<String>,
+}
+
 /// What an erasure removed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ErasureReport {
     /// Whether a stored profile existed.
     pub profile: bool,
@@ -102,37 +140,36 @@ impl Privacy {
     }
 
     /// Everything held about a customer: profile (with the taste vector), events, sessions.
-    pub async fn export(&self, customer_id: &str) -> Result<Value> {
+    pub async fn export(&self, customer_id: &str) -> Result<CustomerExport> {
         let profile = self.profiles.get(customer_id).await?;
         let key = self.keys.customer_key(customer_id);
-        let events: Vec<Value> = self
+        let text = |p: &Payload, k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
+        let events = self
             .events
             .of_customer(&key)
             .await?
             .into_iter()
-            .map(|p| {
-                let ts = p.get("ts").and_then(Value::as_i64).unwrap_or(0);
-                json!({
-                    "id": p.get("event_id"),
-                    "product_id": p.get("product_id"),
-                    "kind": p.get("kind"),
-                    "value": p.get("value"),
-                    "timestamp": chrono::DateTime::from_timestamp(ts, 0).map(|t| t.to_rfc3339()),
-                    "rec_id": p.get("rec_id"),
-                    "session_key": p.get("session"),
-                })
+            .map(|p| ExportedEvent {
+                id: text(&p, "event_id"),
+                product_id: text(&p, "product_id"),
+                kind: text(&p, "kind"),
+                value: p.get("value").and_then(Value::as_f64),
+                timestamp: chrono::DateTime::from_timestamp(p.get("ts").and_then(Value::as_i64).unwrap_or(0), 0),
+                rec_id: text(&p, "rec_id"),
+                session_key: text(&p, "session"),
             })
             .collect();
-        Ok(json!({
-            "customer_id": customer_id,
-            "exported_at": Utc::now(),
-            "stored_under": "HMAC-SHA256 of the customer id with the server's secret; the id itself is not stored",
-            "profile": if profile.exists { profile.to_json(customer_id) } else { Value::Null },
-            "taste": profile.taste,
-            "events": events,
+        Ok(CustomerExport {
+            customer_id: customer_id.to_string(),
+            exported_at: Utc::now(),
+            stored_under: "HMAC-SHA256 of the customer id with the server's secret; the id itself is not stored"
+                .to_string(),
+            profile: profile.exists.then(|| profile.view(customer_id)),
+            taste: profile.taste,
+            events,
             // Assistant conversations kept under a session id (redacted when stored).
-            "sessions": self.sessions.of_customer(&key).await?.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
-        }))
+            sessions: self.sessions.of_customer(&key).await?.iter().map(|s| s.view()).collect(),
+        })
     }
 
     /// Erase a customer (idempotent: erasing an unknown or erased customer removes nothing).

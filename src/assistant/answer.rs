@@ -10,13 +10,12 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Assistant;
 use super::facts::complete_picks;
 use super::ground::{Action, Grounder, SentenceSplitter, ViolationKind};
-use super::output::{AnswerSummary, AnswerTimings, GroundingReport, Output, ProductCard};
+use super::output::{AnswerSummary, AnswerTimings, GroundingReport, Output, ProductCard, TokenUsage};
 use super::plan::{AnswerPlan, AnswerSource};
 use super::prompt::name_with_price;
 use super::session::Turn;
@@ -35,7 +34,7 @@ impl Assistant {
         }
         let mut grounding = GroundingReport::default();
         let mut timings = AnswerTimings { retrieval_ms: ms(plan.retrieval), ..Default::default() };
-        let mut usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+        let mut usage = TokenUsage::default();
         let mut answer = String::new();
         match &plan.answer {
             AnswerSource::Fixed(text) => {
@@ -134,11 +133,7 @@ impl Assistant {
                             if timings.first_token_ms.is_none() {
                                 timings.first_token_ms = Some(ms(f.time_to_first_token + plan.retrieval));
                             }
-                            usage = json!({
-                                "prompt_tokens": f.prompt_tokens,
-                                "completion_tokens": f.completion_tokens,
-                                "total_tokens": f.prompt_tokens + f.completion_tokens,
-                            });
+                            usage = TokenUsage::new(f.prompt_tokens, f.completion_tokens);
                             break;
                         }
                         GenerationEvent::Failed(e) => {

@@ -10,16 +10,17 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Assistant;
 use super::ground::{SentenceSplitter, format_price};
+use super::output::TokenUsage;
 use super::understand::word_positions;
 use crate::error::{Error, FieldError, Result};
 use crate::infer::chat::{GenerateRequest, Message, OutputFormat, SamplingParams};
 
 /// `POST /v1/products/{id}/describe` body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DescribeRequest {
     /// Longest draft, in words (20 to 300, default 80).
@@ -29,20 +30,29 @@ pub struct DescribeRequest {
 }
 
 /// A draft description.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Description {
     /// The product.
     pub product_id: String,
     /// The draft.
     pub description: String,
     /// Sentences removed because they claimed what the facts do not say, with why.
-    pub removed: Vec<Value>,
+    pub removed: Vec<RemovedSentence>,
     /// The draft was written from the facts alone (the model's had nothing left).
     pub fallback: bool,
     /// The facts the model was given.
     pub facts: Vec<String>,
     /// Tokens.
-    pub usage: Value,
+    pub usage: TokenUsage,
+}
+
+/// A sentence of the model's draft that was taken out.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RemovedSentence {
+    /// The sentence.
+    pub sentence: String,
+    /// Why: what it claims that the facts do not say.
+    pub reason: String,
 }
 
 /// Terms that state a specification: a draft may use one only when the facts do.
@@ -220,7 +230,7 @@ impl Assistant {
                         .map(|(name, _, _)| format!("the brand {name} is not this product's"))
                 });
             match why {
-                Some(reason) => removed.push(json!({"sentence": s.trim(), "reason": reason})),
+                Some(reason) => removed.push(RemovedSentence { sentence: s.trim().to_string(), reason }),
                 None => {
                     let n = s.split_whitespace().count();
                     if words + n > max_words && words > 0 {
@@ -251,11 +261,7 @@ impl Assistant {
             removed,
             fallback,
             facts,
-            usage: json!({
-                "prompt_tokens": finish.prompt_tokens,
-                "completion_tokens": finish.completion_tokens,
-                "total_tokens": finish.prompt_tokens + finish.completion_tokens,
-            }),
+            usage: TokenUsage::new(finish.prompt_tokens, finish.completion_tokens),
         })
     }
 }

@@ -18,7 +18,7 @@ use super::understand::{Vocabulary, is_stop, singular, word_positions, words};
 use crate::catalog::Product;
 
 /// What was wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ViolationKind {
     /// A product that is not among the cards (or not in the catalog).
@@ -30,7 +30,7 @@ pub enum ViolationKind {
 }
 
 /// What was done about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Rewritten from the catalog.
@@ -40,7 +40,7 @@ pub enum Action {
 }
 
 /// One grounding violation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Violation {
     /// What was wrong.
     pub kind: ViolationKind,

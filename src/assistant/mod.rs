@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-pub use self::output::{AnswerMeta, AnswerSummary, AnswerTimings, GroundingReport, Output, ProductCard};
+pub use self::output::{AnswerMeta, AnswerSummary, AnswerTimings, GroundingReport, Output, ProductCard, TokenUsage};
 pub use self::prompt::short_title;
 pub use self::request::{AssistantRequest, ChatMessage, MAX_ID_CHARS, MAX_MESSAGE_CHARS, MAX_MESSAGES};
 use self::session::Sessions;

@@ -6,13 +6,12 @@
 //! (the API's server-sent events).
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::ground::Violation;
 use super::understand::{Constraints, Intent};
 
 /// A product card next to the answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProductCard {
     /// Product id.
     pub id: String,
@@ -37,7 +36,7 @@ pub struct ProductCard {
 }
 
 /// What the grounding check did to one answer.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct GroundingReport {
     /// Violations in the model's text.
     pub violations_before: usize,
@@ -57,7 +56,7 @@ pub struct GroundingReport {
 }
 
 /// Timings of one answer.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct AnswerTimings {
     /// Understanding and retrieval.
     pub retrieval_ms: f64,
@@ -69,21 +68,39 @@ pub struct AnswerTimings {
     pub total_ms: f64,
 }
 
+/// Tokens a generation used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Both.
+    pub total_tokens: usize,
+}
+
+impl TokenUsage {
+    /// Usage of a prompt and its completion.
+    pub fn new(prompt_tokens: usize, completion_tokens: usize) -> Self {
+        Self { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens }
+    }
+}
+
 /// The end of an answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnswerSummary {
     /// The whole final answer.
     pub answer: String,
     /// The grounding check.
     pub grounding: GroundingReport,
     /// Prompt and generated tokens (0 when the model was not asked).
-    pub usage: Value,
+    pub usage: TokenUsage,
     /// Timings.
     pub timings: AnswerTimings,
 }
 
 /// The first event of an answer: how the request was understood.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnswerMeta {
     /// The session id, if the conversation is stored.
     pub session_id: Option<String>,

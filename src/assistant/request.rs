@@ -10,7 +10,7 @@ use crate::catalog::ProductFilter;
 use crate::error::FieldError;
 
 /// One message of `POST /v1/assistant/chat`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessage {
     /// `user` or `assistant`.
@@ -20,7 +20,7 @@ pub struct ChatMessage {
 }
 
 /// `POST /v1/assistant/chat` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssistantRequest {
     /// The shopper, for personalisation (their consent applies).
@@ -28,6 +28,7 @@ pub struct AssistantRequest {
     /// Keep the conversation under this id: later requests send only their new message.
     pub session_id: Option<String>,
     /// The conversation (or, with a stored session, its new messages); the last is the user's.
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     /// The client's own hard filters, on top of what the conversation asks for.
     pub filters: Option<ProductFilter>,

@@ -8,9 +8,9 @@
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::understand::ConversationState;
+use super::understand::{Constraints, ConversationState};
 use crate::error::{Error, Result};
 use crate::privacy::Keyring;
 use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point, Store, point_id};
@@ -19,7 +19,7 @@ use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Point,
 pub const SESSIONS: &str = "sessions";
 
 /// One stored turn.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Turn {
     /// `user` or `assistant`.
     pub role: String,
@@ -50,16 +50,31 @@ pub struct Session {
 }
 
 impl Session {
-    /// The session as a customer's export shows it.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "turns": self.turns,
-            "query": self.state.query,
-            "constraints": self.state.constraints,
-            "shown": self.shown.iter().map(|(id, _)| id).collect::<Vec<_>>(),
-            "updated_at": chrono::DateTime::from_timestamp(self.ts, 0).map(|t| t.to_rfc3339()),
-        })
+    /// The session as its API and a customer's export show it.
+    pub fn view(&self) -> SessionView {
+        SessionView {
+            turns: self.turns.clone(),
+            query: self.state.query.clone(),
+            constraints: self.state.constraints.clone(),
+            shown: self.shown.iter().map(|(id, _)| id.clone()).collect(),
+            updated_at: chrono::DateTime::from_timestamp(self.ts, 0),
+        }
     }
+}
+
+/// A stored conversation as clients see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// The turns, oldest first (redacted as stored).
+    pub turns: Vec<Turn>,
+    /// The search query the conversation was rewritten into.
+    pub query: String,
+    /// The hard constraints so far.
+    pub constraints: Constraints,
+    /// Ids of the products shown, in order.
+    pub shown: Vec<String>,
+    /// When the session was last written.
+    pub updated_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// The sessions store.

@@ -79,15 +79,12 @@ pub fn run(config: &Config, root: &Path, quick: bool, threads: usize) -> Result<
         first_token.extend(t.first_token_ms);
         total.push(t.total_ms);
         // The anchor: the model alone on a prompt of the answer's size, as many tokens out.
-        if let (Some(prompt_tokens), Some(completion)) = (
-            summary.usage.get("prompt_tokens").and_then(serde_json::Value::as_u64),
-            summary.usage.get("completion_tokens").and_then(serde_json::Value::as_u64),
-        ) && prompt_tokens > 0
-        {
-            let prompt = generator.text_prompt(&"shop ".repeat(prompt_tokens as usize))?;
+        let (prompt_tokens, completion) = (summary.usage.prompt_tokens, summary.usage.completion_tokens);
+        if prompt_tokens > 0 {
+            let prompt = generator.text_prompt(&"shop ".repeat(prompt_tokens))?;
             let request = crate::infer::chat::GenerateRequest {
-                prompt: prompt[..prompt.len().min(prompt_tokens as usize)].to_vec(),
-                max_tokens: completion.max(1) as usize,
+                prompt: prompt[..prompt.len().min(prompt_tokens)].to_vec(),
+                max_tokens: completion.max(1),
                 sampling: crate::infer::chat::SamplingParams { temperature: 0.0, ..Default::default() },
                 stop: vec![],
                 format: crate::infer::chat::OutputFormat::Text,

@@ -42,7 +42,7 @@ impl Format {
 }
 
 /// A row that could not be imported.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RowError {
     /// 1-based line (CSV: the header is line 1; NDJSON) or 0-based array index (JSON).
     pub row: usize,
@@ -56,7 +56,7 @@ pub struct RowError {
 pub type Row = std::result::Result<(usize, Value), RowError>;
 
 /// The result of an import.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Rows read.
     pub rows: usize,

@@ -13,7 +13,7 @@ use crate::error::FieldError;
 pub const MAX_ID_CHARS: usize = 200;
 
 /// A product as sent by a client or read from an import file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductInput {
     /// The retailer's id (SKU). Required except in `PUT /v1/products/{id}`, where the path gives it.
@@ -47,7 +47,7 @@ pub struct ProductInput {
 }
 
 /// A validated product, as stored and returned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     /// The retailer's id.
     pub id: String,

@@ -12,7 +12,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::store::{Condition, Filter, Prefetch, Query, Ranking, Source, Vector, VectorQuery};
 
 /// Filters shared by search, similar-products and listing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductFilter {
     /// Keep products in any of these categories (case-insensitive, exact).
@@ -190,7 +190,7 @@ pub fn is_attribute_name(name: &str) -> bool {
 }
 
 /// How search retrieves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SearchMode {
     /// Dense and BM25 fused with weighted RRF (default).
@@ -203,14 +203,17 @@ pub enum SearchMode {
 }
 
 /// `POST /v1/search` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// What the shopper typed.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     pub query: String,
     /// Results to return (default 10).
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// Results to skip (default 0).
+    #[schema(maximum = 1000)]
     pub offset: Option<usize>,
     /// Filters applied inside the retrieval.
     pub filters: Option<ProductFilter>,
@@ -246,7 +249,7 @@ impl SearchRequest {
 }
 
 /// Where similar products may come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SimilarScope {
     /// Products sharing a category with the anchor (substitutes); if they cannot fill the
@@ -258,7 +261,7 @@ pub enum SimilarScope {
 }
 
 /// What "similar" means.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SimilarMode {
     /// Substitutes: similar product text.
@@ -269,14 +272,18 @@ pub enum SimilarMode {
 }
 
 /// `GET /v1/products/{id}/similar` parameters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SimilarRequest {
-    /// Results to return (default 10).
+    /// Results to return (default 10; at most `[search] max_limit`, 100 by default).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// Where results may come from (default: the anchor's categories first).
+    #[param(inline)]
     pub scope: Option<SimilarScope>,
     /// `content` (default): similar text; `co_purchase`: frequently bought together.
+    #[param(inline)]
     pub mode: Option<SimilarMode>,
     /// Keep products in this category.
     pub category: Option<String>,
@@ -304,7 +311,7 @@ impl SimilarRequest {
 }
 
 /// One result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     /// The product.
     pub product: Product,

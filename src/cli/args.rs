@@ -222,6 +222,14 @@ pub struct ImportArgs {
     /// Print the full report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// With --server: give up on a batch the server keeps refusing with 429, 503 or 507 (or
+    /// cannot be reached) after this many seconds of retries (each after its `Retry-After`).
+    #[arg(long, default_value_t = 300)]
+    pub retry_secs: u64,
+    /// With --server: continue an import that stopped, from the checkpoint it left next to the
+    /// file (FILE.aisle-import); without it, an import starts from the first row.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `aisle models ...`

@@ -11,7 +11,6 @@ use super::args::ImportArgs;
 use super::open_services;
 use crate::catalog::import::{Format, RowError, read_rows};
 use crate::config::Config;
-use crate::error::FieldError;
 use crate::error::{Error, Result};
 
 /// What an import reads.
@@ -33,7 +32,7 @@ impl Records {
     }
 
     /// The server's batch endpoint for `--server`.
-    fn endpoint(self) -> &'static str {
+    pub(super) fn endpoint(self) -> &'static str {
         match self {
             Records::Products => "/v1/products:batch",
             Records::Events => "/v1/events",
@@ -41,7 +40,7 @@ impl Records {
     }
 
     /// The name of the records (the batch body's key, and in messages).
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Records::Products => "products",
             Records::Events => "events",
@@ -51,17 +50,17 @@ impl Records {
 
 /// The outcome of an import, whatever was imported and however.
 #[derive(Default, serde::Serialize)]
-struct Summary {
+pub(super) struct Summary {
     /// Rows read.
-    rows: usize,
+    pub(super) rows: usize,
     /// Rows imported.
-    accepted: usize,
+    pub(super) accepted: usize,
     /// Rows rejected.
-    rejected: usize,
+    pub(super) rejected: usize,
     /// Counts particular to the kind of record (created, embedded, duplicates, ...).
-    counts: std::collections::BTreeMap<&'static str, usize>,
+    pub(super) counts: std::collections::BTreeMap<&'static str, usize>,
     /// Why rows were rejected, by row.
-    errors: Vec<RowError>,
+    pub(super) errors: Vec<RowError>,
 }
 
 /// Import the file `args` names, print the summary (and the report as JSON with `--json`); the
@@ -79,7 +78,14 @@ pub async fn run(config: &Config, args: ImportArgs, kind: Records) -> Result<Exi
     );
     let started = std::time::Instant::now();
     let summary = match &args.server {
-        Some(url) => import_via_server(url, args.api_key.as_deref(), kind, rows, batch, &progress)?,
+        Some(url) => {
+            let options = super::import_server::Options {
+                api_key: args.api_key.as_deref(),
+                retry_for: std::time::Duration::from_secs(args.retry_secs),
+                checkpoint: args.resume.then(|| super::import_server::checkpoint_path(&args.file)),
+            };
+            super::import_server::import_via_server(url, &options, kind, rows, batch, &progress)?
+        }
         None => {
             let services = open_services(config, false).await?;
             let summary = match kind {
@@ -157,97 +163,4 @@ pub async fn run(config: &Config, args: ImportArgs, kind: Records) -> Result<Exi
         eprintln!("  ... and {} more (use --json for all)", summary.errors.len() - 20);
     }
     Ok(if summary.rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
-}
-
-/// Send rows in batches to a running server, merging its answers.
-fn import_via_server(
-    url: &str,
-    api_key: Option<&str>,
-    kind: Records,
-    rows: Vec<crate::catalog::import::Row>,
-    batch: usize,
-    progress: &indicatif::ProgressBar,
-) -> Result<Summary> {
-    let endpoint = format!("{}{}", url.trim_end_matches('/'), kind.endpoint());
-    let mut summary = Summary { rows: rows.len(), ..Default::default() };
-    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(600)).build();
-    let mut pending: Vec<(usize, serde_json::Value)> = Vec::new();
-    let total = rows.len();
-    let send = |pending: &mut Vec<(usize, serde_json::Value)>, summary: &mut Summary| -> Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let lines: Vec<usize> = pending.iter().map(|(l, _)| *l).collect();
-        let records: Vec<serde_json::Value> = pending.drain(..).map(|(_, v)| v).collect();
-        let mut request = agent.post(&endpoint);
-        if let Some(k) = api_key {
-            request = request.set("authorization", &format!("Bearer {k}"));
-        }
-        let answer: serde_json::Value = match request.send_json(serde_json::json!({ kind.key(): records })) {
-            Ok(r) => r.into_json().map_err(|e| Error::io(format!("bad answer from {endpoint}"), e))?,
-            Err(ureq::Error::Status(code, r)) => {
-                return Err(Error::Conflict(format!(
-                    "{endpoint} answered {code}: {}",
-                    r.into_string().unwrap_or_default()
-                )));
-            }
-            Err(e) => return Err(Error::Unavailable(format!("cannot reach {endpoint}: {e}"))),
-        };
-        let n = |k: &str| answer[k].as_u64().unwrap_or(0) as usize;
-        summary.accepted += n("accepted");
-        // Rejected rows, with pointers made relative to the row again.
-        let rejected: Vec<(usize, Vec<FieldError>)> = match kind {
-            Records::Products => {
-                for k in ["created", "updated", "embedded"] {
-                    *summary.counts.entry(k).or_default() += n(k);
-                }
-                *summary.counts.entry("reused").or_default() += n("reused");
-                serde_json::from_value::<Vec<RowError>>(answer["errors"].clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|e| (e.row, e.errors))
-                    .collect()
-            }
-            Records::Events => {
-                *summary.counts.entry("duplicates").or_default() += n("duplicates");
-                answer["results"]
-                    .as_array()
-                    .map(|rs| {
-                        rs.iter()
-                            .enumerate()
-                            .filter(|(_, r)| r["status"] == "rejected")
-                            .map(|(i, r)| (i, serde_json::from_value(r["errors"].clone()).unwrap_or_default()))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
-        };
-        for (index, errors) in rejected {
-            let prefix = format!("/{}/{index}", kind.key());
-            let errors = errors
-                .into_iter()
-                .map(|mut f: FieldError| {
-                    if let Some(rest) = f.pointer.strip_prefix(&prefix) {
-                        f.pointer = rest.to_string();
-                    }
-                    f
-                })
-                .collect();
-            summary.errors.push(RowError { row: lines.get(index).copied().unwrap_or(index), id: None, errors });
-        }
-        progress.inc(lines.len() as u64);
-        Ok(())
-    };
-    for (n, row) in rows.into_iter().enumerate() {
-        match row {
-            Err(e) => summary.errors.push(e),
-            Ok(v) => pending.push(v),
-        }
-        if pending.len() >= batch || n + 1 == total {
-            send(&mut pending, &mut summary)?;
-        }
-    }
-    summary.errors.sort_by_key(|e| e.row);
-    summary.rejected = summary.errors.len();
-    Ok(summary)
 }

@@ -14,6 +14,7 @@
 pub mod args;
 mod eval;
 mod import;
+mod import_server;
 mod keys;
 mod log;
 mod models;

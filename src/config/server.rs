@@ -17,6 +17,11 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// Seconds a client has to send a request's headers, and that an idle keep-alive
+    /// connection is kept; then the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body (408 after).
+    pub body_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +32,8 @@ impl Default for ServerConfig {
             max_batch_items: 1000,
             shutdown_grace_secs: 20,
             log_format: "text".into(),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
         }
     }
 }
@@ -38,6 +45,9 @@ impl ServerConfig {
         }
         if self.max_batch_items == 0 {
             problems.push("server.max_batch_items must be at least 1".to_string());
+        }
+        if self.header_timeout_secs == 0 || self.body_timeout_secs == 0 {
+            problems.push("server.header_timeout_secs and server.body_timeout_secs must be at least 1".to_string());
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             problems.push(format!("server.log_format must be 'text' or 'json', not '{}'", self.log_format));

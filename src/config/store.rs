@@ -36,6 +36,9 @@ pub struct StoreConfig {
     pub on_disk_payload: bool,
     /// Keep dense vectors on disk (memory-mapped) rather than in memory (Qdrant server).
     pub on_disk_vectors: bool,
+    /// Writes are refused (507) while the data directory's filesystem has less free (MiB; 0
+    /// disables the check).
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +51,7 @@ impl Default for StoreConfig {
             connect_timeout_secs: 3,
             collection_prefix: String::new(),
             index_after_points: 20_000,
+            min_free_mb: 256,
             shard_number: 1,
             replication_factor: 1,
             write_consistency_factor: 1,

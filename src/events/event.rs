@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::error::FieldError;
 
 /// What a customer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Looked at a product page.
@@ -44,7 +44,7 @@ impl Kind {
 }
 
 /// An event as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// The client's event id; repeated ids are duplicates. Generated when missing.
@@ -87,7 +87,7 @@ pub struct Event {
 }
 
 /// Outcome of one event of a batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum EventOutcome {
     /// Stored and applied.
@@ -108,7 +108,7 @@ pub enum EventOutcome {
 }
 
 /// Outcome of a batch.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct IngestReport {
     /// Stored and applied.
     pub accepted: usize,

@@ -33,7 +33,7 @@ use crate::store::{CollectionSpec, Condition, Filter, IndexKind, Payload, Store,
 
 pub use apply::log_add_exp;
 pub use event::{CustomerEvent, Event, EventInput, EventOutcome, IngestReport, Kind};
-pub use profile::{Consent, CustomerInput, Profile, Profiles};
+pub use profile::{Consent, CustomerInput, CustomerView, Profile, Profiles};
 
 /// Logical name of the events collection.
 pub const EVENTS: &str = "events";

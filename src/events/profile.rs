@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{Event, Kind};
@@ -29,7 +29,7 @@ pub const HISTORY: usize = 50;
 pub const PURCHASED: usize = 500;
 
 /// What a customer agreed to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Consent {
     /// A profile (taste, history) may be kept and used for recommendations.
     pub personalization: bool,
@@ -38,7 +38,7 @@ pub struct Consent {
 }
 
 /// `PUT /v1/customers/{id}` body.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
     /// Consent flags (missing flags keep their current value).
@@ -48,7 +48,7 @@ pub struct CustomerInput {
 }
 
 /// Consent flags as sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentInput {
     /// See [`Consent::personalization`].
@@ -58,7 +58,7 @@ pub struct ConsentInput {
 }
 
 /// One entry of a customer's recent history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     /// Product id.
     pub product_id: String,
@@ -472,24 +472,47 @@ struct StoredProfile {
 }
 
 impl Profile {
-    /// The profile as JSON for `GET /v1/customers/{id}` (no key, no raw vectors).
-    pub fn to_json(&self, customer_id: &str) -> Value {
-        json!({
-            "id": customer_id,
-            "consent": self.consent,
-            "attributes": self.attributes,
-            "history": self.history,
-            "purchased": self.purchased,
-            "has_taste": self.taste.is_some(),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        })
+    /// The profile as `GET /v1/customers/{id}` shows it (no key, no raw vectors).
+    pub fn view(&self, customer_id: &str) -> CustomerView {
+        CustomerView {
+            id: customer_id.to_string(),
+            consent: self.consent,
+            attributes: self.attributes.clone(),
+            history: self.history.clone(),
+            purchased: self.purchased.clone(),
+            has_taste: self.taste.is_some(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
     }
+}
+
+/// A customer's profile as clients see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CustomerView {
+    /// The customer id, as the client sent it (it is stored only as a keyed hash).
+    pub id: String,
+    /// Consent flags.
+    pub consent: Consent,
+    /// Attributes the retailer set.
+    #[schema(value_type = Object)]
+    pub attributes: Map<String, Value>,
+    /// Recent events, oldest first.
+    pub history: Vec<HistoryItem>,
+    /// Products bought.
+    pub purchased: Vec<String>,
+    /// Whether a taste vector exists (from the customer's events).
+    pub has_taste: bool,
+    /// When the profile was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn empty() -> Profile {
         Profile {

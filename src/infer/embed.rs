@@ -18,7 +18,7 @@ use super::encoder::Encoder;
 use crate::error::{Error, Result};
 
 /// How token vectors become one sentence vector (from `1_Pooling/config.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// Mean of the token vectors (attention-masked).

@@ -10,7 +10,7 @@ pub mod queue;
 pub mod threads;
 
 pub use embed::{EmbeddingModel, Pooling};
-pub use queue::Embedder;
+pub use queue::{Embedder, EmbedderInfo};
 
 use crate::error::{Error, Result};
 

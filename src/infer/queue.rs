@@ -20,7 +20,7 @@ use crate::config::EmbedConfig;
 use crate::error::{Error, Result};
 
 /// What callers may know about the model behind the queue.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EmbedderInfo {
     /// Model name (folder name).
     pub name: String,
@@ -236,6 +236,8 @@ struct JobState {
     results: Vec<Option<Vec<f32>>>,
     remaining: usize,
     reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
+    /// When its texts joined the queue.
+    queued_at: std::time::Instant,
 }
 
 struct Item {
@@ -296,7 +298,10 @@ impl Worker {
             self.pending.push(Item { job: id, index, seq: self.next_seq, encoding });
             self.next_seq += 1;
         }
-        self.jobs.insert(id, JobState { results: vec![None; n], remaining: n, reply: job.reply });
+        self.jobs.insert(
+            id,
+            JobState { results: vec![None; n], remaining: n, reply: job.reply, queued_at: std::time::Instant::now() },
+        );
     }
 
     /// Forget the pending texts of callers who are no longer waiting.
@@ -319,8 +324,16 @@ impl Worker {
         let encodings: Vec<&Encoding> = batch.iter().map(|i| &i.encoding).collect();
         let tokens: usize = encodings.iter().map(|e| e.get_ids().len()).sum();
         let padded = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0) * encodings.len();
+        for item in &batch {
+            if let Some(job) = self.jobs.get(&item.job) {
+                metrics::histogram!("aisle_embed_queue_wait_seconds").record(job.queued_at.elapsed().as_secs_f64());
+            }
+        }
+        metrics::histogram!("aisle_embed_batch_texts").record(batch.len() as f64);
+        let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.model.embed_encodings(&encodings)))
             .unwrap_or_else(|_| Err(Error::Internal("the embedding model panicked".into())));
+        metrics::histogram!("aisle_embed_batch_duration_seconds").record(started.elapsed().as_secs_f64());
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.texts.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.stats.tokens.fetch_add(tokens as u64, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 //! already takes the CPU affinity mask and (on Linux) the cgroup CPU quota into account.
 
 /// Where the thread count came from, for the startup log and `/readyz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadSource {
     /// Set in the configuration.

@@ -142,7 +142,7 @@ pub struct KeyStore {
 }
 
 /// How requests are authenticated now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// Keys exist: each request needs a valid one.

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// One audit entry.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// When.
     pub ts: DateTime<Utc>,

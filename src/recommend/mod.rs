@@ -97,6 +97,18 @@ impl Recommender {
 
     /// Recommend.
     pub async fn recommend(&self, req: RecommendRequest) -> Result<Recommendations> {
+        let started = std::time::Instant::now();
+        let recs = self.answer(req).await?;
+        metrics::histogram!("aisle_recommend_duration_seconds").record(started.elapsed().as_secs_f64());
+        for item in &recs.items {
+            for s in &item.sources {
+                metrics::counter!("aisle_recommend_items_total", "source" => s.source.as_str()).increment(1);
+            }
+        }
+        Ok(recs)
+    }
+
+    async fn answer(&self, req: RecommendRequest) -> Result<Recommendations> {
         let limit = req.validate(self.config.default_limit, self.config.max_limit)?;
 
         // The customer, if known and consenting.

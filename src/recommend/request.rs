@@ -14,7 +14,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::events::Kind;
 
 /// A candidate source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceName {
     /// Customer taste vs product text.
@@ -97,7 +97,7 @@ impl RecommendRequest {
 }
 
 /// A source that proposed an item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SourceRank {
     /// Which source.
     pub source: SourceName,
@@ -106,7 +106,7 @@ pub struct SourceRank {
 }
 
 /// The history item that best explains a recommendation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Anchor {
     /// Product id.
     pub product_id: String,
@@ -117,7 +117,7 @@ pub struct Anchor {
 }
 
 /// One recommended product.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecItem {
     /// The product.
     pub product: Product,
@@ -132,7 +132,7 @@ pub struct RecItem {
 }
 
 /// A recommendation response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Recommendations {
     /// Id to send back with events (`rec_id`) for attribution.
     pub rec_id: Uuid,

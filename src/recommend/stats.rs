@@ -57,14 +57,65 @@ impl Counters {
         self.purchases += o.purchases;
     }
 
-    /// As JSON with the rates.
-    pub fn to_json(&self) -> Value {
+    /// The counters with their rates.
+    pub fn rates(&self) -> Rates {
         let rate = |n: u64| if self.impressions == 0 { 0.0 } else { n as f64 / self.impressions as f64 };
-        json!({
-            "impressions": self.impressions, "clicks": self.clicks, "carts": self.carts, "purchases": self.purchases,
-            "ctr": rate(self.clicks), "add_to_cart_rate": rate(self.carts), "conversion_rate": rate(self.purchases),
-        })
+        Rates {
+            impressions: self.impressions,
+            clicks: self.clicks,
+            carts: self.carts,
+            purchases: self.purchases,
+            ctr: rate(self.clicks),
+            add_to_cart_rate: rate(self.carts),
+            conversion_rate: rate(self.purchases),
+        }
     }
+}
+
+/// Counters and the rates they give.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Rates {
+    /// Recommended items shown.
+    pub impressions: u64,
+    /// Clicks on them.
+    pub clicks: u64,
+    /// Added to a cart.
+    pub carts: u64,
+    /// Bought.
+    pub purchases: u64,
+    /// Clicks per impression.
+    pub ctr: f64,
+    /// Carts per impression.
+    pub add_to_cart_rate: f64,
+    /// Purchases per impression.
+    pub conversion_rate: f64,
+}
+
+/// One day's counters of one source.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DayRates {
+    /// The day (UTC).
+    pub day: NaiveDate,
+    /// The source.
+    pub source: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub rates: Rates,
+}
+
+/// `GET /v1/stats/recommendations`: what recommendations led to, per source and day.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StatsReport {
+    /// First day (inclusive).
+    pub from: NaiveDate,
+    /// Last day (inclusive).
+    pub to: NaiveDate,
+    /// All sources.
+    pub total: Rates,
+    /// Per source.
+    pub per_source: BTreeMap<String, Rates>,
+    /// Per day and source.
+    pub per_day: Vec<DayRates>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,7 +294,7 @@ impl Stats {
 
     /// Counters from `from` to `to` (inclusive), summed over every replica sharing the store:
     /// per source, per day and source, and in total. This replica's are written first.
-    pub async fn report(&self, from: NaiveDate, to: NaiveDate) -> Result<Value> {
+    pub async fn report(&self, from: NaiveDate, to: NaiveDate) -> Result<StatsReport> {
         self.flush().await?;
         let mut counters: BTreeMap<(NaiveDate, String), Counters> = BTreeMap::new();
         for (day, source, _, c) in stored_counters(&self.store).await? {
@@ -257,18 +308,15 @@ impl Stats {
         for ((day, source), c) in &counters {
             per_source.entry(source.clone()).or_default().add(c);
             total.add(c);
-            let mut row = c.to_json();
-            row["day"] = json!(day.to_string());
-            row["source"] = json!(source);
-            days.push(row);
+            days.push(DayRates { day: *day, source: source.clone(), rates: c.rates() });
         }
-        Ok(json!({
-            "from": from.to_string(),
-            "to": to.to_string(),
-            "total": total.to_json(),
-            "per_source": per_source.iter().map(|(s, c)| (s.clone(), c.to_json())).collect::<serde_json::Map<_, _>>(),
-            "per_day": days,
-        }))
+        Ok(StatsReport {
+            from,
+            to,
+            total: total.rates(),
+            per_source: per_source.iter().map(|(s, c)| (s.clone(), c.rates())).collect(),
+            per_day: days,
+        })
     }
 }
 

@@ -54,7 +54,7 @@ pub struct CollabModel {
 }
 
 /// What a training run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrainReport {
     /// Events read.
     pub events: usize,

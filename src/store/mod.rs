@@ -17,8 +17,11 @@
 
 mod backend;
 mod edge;
+mod keywords;
 pub mod migrate;
 mod remote;
+pub mod space;
+pub use keywords::KeywordEncoder;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -29,7 +32,7 @@ use uuid::Uuid;
 
 use self::backend::Backend;
 use crate::config::StoreConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The payload key of [`Store::claim`]'s token.
 pub const CLAIM: &str = "claim";
@@ -332,29 +335,45 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// Added to every collection name.
     prefix: String,
+    /// Writes are refused while the data directory is nearly full.
+    guard: Option<Arc<space::DiskGuard>>,
 }
 
 impl Store {
     /// Open the store the configuration names: a Qdrant server when `qdrant_url` is set, else the
     /// embedded engine under `data_dir`.
     pub fn open(config: &StoreConfig) -> Result<Self> {
-        if !config.qdrant_url.is_empty() {
-            return Self::open_remote(config);
-        }
-        Self::open_embedded(&config.data_dir.join("qdrant"), &config.collection_prefix, config.index_after_points)
+        let store = if config.qdrant_url.is_empty() {
+            Self::open_embedded(&config.data_dir.join("qdrant"), &config.collection_prefix, config.index_after_points)?
+        } else {
+            Self::open_remote(config)?
+        };
+        // On a server the data directory still holds aisle's own files (keys, audit log, jobs).
+        Ok(store.with_disk_guard(&config.data_dir, config.min_free_mb << 20))
+    }
+
+    /// Refuse writes while `dir`'s filesystem has less than `min_free` bytes free (0: never).
+    pub fn with_disk_guard(mut self, dir: &Path, min_free: u64) -> Self {
+        self.guard = (min_free > 0).then(|| Arc::new(space::DiskGuard::new(dir, min_free)));
+        self
+    }
+
+    /// `Err(InsufficientStorage)` when the data directory is under its watermark.
+    pub fn check_space(&self) -> Result<()> {
+        self.guard.as_ref().map_or(Ok(()), |g| g.check())
     }
 
     /// Open (or create) the embedded store at `dir`. Fails if another process has it open.
     pub fn open_embedded(dir: &Path, prefix: &str, index_after_points: usize) -> Result<Self> {
         let edge = edge::EdgeBackend::open(dir, index_after_points)?;
-        Ok(Self { backend: Arc::new(edge), prefix: prefix.to_string() })
+        Ok(Self { backend: Arc::new(edge), prefix: prefix.to_string(), guard: None })
     }
 
     /// A client of the Qdrant server `config.qdrant_url` (connecting on the first operation),
     /// creating collections with the `[store]` cluster layout.
     pub fn open_remote(config: &StoreConfig) -> Result<Self> {
         let remote = remote::RemoteBackend::open(config)?;
-        Ok(Self { backend: Arc::new(remote), prefix: config.collection_prefix.clone() })
+        Ok(Self { backend: Arc::new(remote), prefix: config.collection_prefix.clone(), guard: None })
     }
 
     /// A short description of the backend for logs and `/readyz`.
@@ -390,7 +409,8 @@ impl Store {
         if points.is_empty() {
             return Ok(());
         }
-        self.backend.upsert(self.full(collection), points).await
+        self.check_space()?;
+        timed("upsert", self.backend.upsert(self.full(collection), points)).await
     }
 
     /// Claim points: insert those whose ids are new, leave existing ones untouched, and return
@@ -401,11 +421,12 @@ impl Store {
         if points.is_empty() {
             return Ok(HashSet::new());
         }
+        self.check_space()?;
         let token = Uuid::new_v4().to_string();
         for p in &mut points {
             p.payload.insert(CLAIM.into(), Value::String(token.clone()));
         }
-        let stored = self.backend.insert(self.full(collection), points).await?;
+        let stored = timed("insert", self.backend.insert(self.full(collection), points)).await?;
         Ok(stored
             .into_iter()
             .filter(|r| r.payload.get(CLAIM).and_then(Value::as_str) == Some(token.as_str()))
@@ -415,7 +436,8 @@ impl Store {
 
     /// Merge `payload` keys into the points' payloads. Durable when it returns.
     pub async fn set_payload(&self, collection: &str, ids: Vec<Uuid>, payload: Payload) -> Result<()> {
-        self.backend.set_payload(self.full(collection), ids, payload).await
+        self.check_space()?;
+        timed("set_payload", self.backend.set_payload(self.full(collection), ids, payload)).await
     }
 
     /// Replace the named vectors of existing points, keeping their other vectors and payload.
@@ -424,12 +446,13 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        self.backend.update_vectors(self.full(collection), updates).await
+        self.check_space()?;
+        timed("update_vectors", self.backend.update_vectors(self.full(collection), updates)).await
     }
 
     /// Delete every point matching `filter`. Durable when it returns.
     pub async fn delete_by_filter(&self, collection: &str, filter: Filter) -> Result<()> {
-        self.backend.delete_by_filter(self.full(collection), filter).await
+        timed("delete_by_filter", self.backend.delete_by_filter(self.full(collection), filter)).await
     }
 
     /// Merge a different payload into each point, durable as one write when it returns.
@@ -437,17 +460,18 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        self.backend.set_payloads(self.full(collection), updates).await
+        self.check_space()?;
+        timed("set_payloads", self.backend.set_payloads(self.full(collection), updates)).await
     }
 
     /// Delete points by id (missing ids are ignored). Durable when it returns.
     pub async fn delete(&self, collection: &str, ids: Vec<Uuid>) -> Result<()> {
-        self.backend.delete(self.full(collection), ids).await
+        timed("delete", self.backend.delete(self.full(collection), ids)).await
     }
 
     /// Read points by id, in the order asked (missing ids are left out).
     pub async fn retrieve(&self, collection: &str, ids: Vec<Uuid>, with_vectors: Vec<String>) -> Result<Vec<Record>> {
-        self.backend.retrieve(self.full(collection), ids, with_vectors).await
+        timed("retrieve", self.backend.retrieve(self.full(collection), ids, with_vectors)).await
     }
 
     /// Page through points in id order, starting at `offset`.
@@ -458,7 +482,7 @@ impl Store {
         offset: Option<Uuid>,
         limit: usize,
     ) -> Result<Page> {
-        self.backend.scroll(self.full(collection), filter, offset, limit, vec![]).await
+        timed("scroll", self.backend.scroll(self.full(collection), filter, offset, limit, vec![])).await
     }
 
     /// Page through every point in id order with the named vectors (for copying a collection).
@@ -469,7 +493,7 @@ impl Store {
         limit: usize,
         with_vectors: Vec<String>,
     ) -> Result<Page> {
-        self.backend.scroll(self.full(collection), None, offset, limit, with_vectors).await
+        timed("scroll", self.backend.scroll(self.full(collection), None, offset, limit, with_vectors)).await
     }
 
     /// The collections of this store (names without the prefix), sorted.
@@ -494,18 +518,18 @@ impl Store {
 
     /// Run a query (prefetches, fusion, filters) in one engine call.
     pub async fn query(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
-        self.backend.query(self.full(collection), query, true).await
+        timed("query", self.backend.query(self.full(collection), query, true)).await
     }
 
     /// As [`Store::query`], without payloads (empty in the hits): for callers that need only
     /// ids, ranks and scores (much less to read and, from a server, to send).
     pub async fn query_ids(&self, collection: &str, query: Query) -> Result<Vec<Hit>> {
-        self.backend.query(self.full(collection), query, false).await
+        timed("query", self.backend.query(self.full(collection), query, false)).await
     }
 
     /// Count points matching a filter (exactly).
     pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<usize> {
-        self.backend.count(self.full(collection), filter).await
+        timed("count", self.backend.count(self.full(collection), filter)).await
     }
 
     /// Add a dense vector to an existing collection if missing (e.g. `collab` after training).
@@ -537,6 +561,17 @@ impl Store {
     }
 }
 
+/// Run a store operation, recording its latency (and failures) by kind.
+async fn timed<T>(op: &'static str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let out = work.await;
+    metrics::histogram!("aisle_store_operation_duration_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    if out.is_err() {
+        metrics::counter!("aisle_store_errors_total", "op" => op).increment(1);
+    }
+    out
+}
+
 /// Both filters (either, if only one is given).
 pub(crate) fn combine_filters(a: Option<&Filter>, b: Option<&Filter>) -> Option<Filter> {
     match (a, b) {
@@ -545,47 +580,5 @@ pub(crate) fn combine_filters(a: Option<&Filter>, b: Option<&Filter>) -> Option<
         (Some(a), Some(b)) => {
             Some(Filter::default().must(Condition::Nested(a.clone())).must(Condition::Nested(b.clone())))
         }
-    }
-}
-
-/// BM25 term weights computed the way Qdrant computes them (its tokenizer, English stemmer and
-/// stopwords), for a sparse vector whose collection applies the IDF modifier: the engine then
-/// completes the BM25 score at query time from its own document frequencies.
-pub struct KeywordEncoder {
-    /// qdrant-edge's BM25 embedder.
-    bm25: qdrant_edge::bm25_embed::EdgeBm25,
-}
-
-impl KeywordEncoder {
-    /// Average document length (in tokens) assumed by BM25's length normalisation; product
-    /// texts (title, brand, categories, description) are typically this long.
-    pub const AVG_DOC_TOKENS: f64 = 64.0;
-
-    /// An English BM25 encoder.
-    pub fn english() -> Result<Self> {
-        let config: qdrant_edge::bm25_embed::EdgeBm25Config =
-            serde_json::from_value(serde_json::json!({"language": "english", "avg_len": Self::AVG_DOC_TOKENS}))
-                .map_err(|e| Error::Internal(format!("bm25 config: {e}")))?;
-        let bm25 = qdrant_edge::bm25_embed::EdgeBm25::new(config).map_err(|e| Error::Internal(format!("bm25: {e}")))?;
-        Ok(Self { bm25 })
-    }
-
-    /// Term weights of a document.
-    pub fn document(&self, text: &str) -> Vector {
-        let s = self.bm25.embed_document(text);
-        Vector::Sparse { indices: s.indices, values: s.values }
-    }
-
-    /// Term weights of a query (empty when the text has no indexable terms).
-    pub fn query(&self, text: &str) -> Vector {
-        let s = self.bm25.embed_query(text);
-        Vector::Sparse { indices: s.indices, values: s.values }
-    }
-}
-
-impl Vector {
-    /// Whether this is a sparse vector with no terms.
-    pub fn is_empty_sparse(&self) -> bool {
-        matches!(self, Vector::Sparse { indices, .. } if indices.is_empty())
     }
 }

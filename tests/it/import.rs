@@ -190,3 +190,40 @@ fn events_import_in_every_format_and_through_the_server() {
     assert_eq!(v["items"][0]["product"]["id"], "ev-4", "{v}");
     server.stop();
 }
+
+/// `--server` against a server that rate-limits: every 429 is retried after its `Retry-After`
+/// until the batch is taken; `--resume` continues after the rows a checkpoint says were taken.
+#[test]
+fn an_import_through_a_busy_server_retries_and_resumes() {
+    let dir = temp_dir("import-retry");
+    let files = temp_dir("import-retry-files");
+    let server =
+        Server::start(&dir, &[("AISLE_CHAT_MODEL", ""), ("AISLE_AUTH_RATE_PER_SEC", "1"), ("AISLE_AUTH_BURST", "2")]);
+    let rows = |prefix: &str| -> String {
+        (0..12).map(|i| format!("{{\"id\": \"{prefix}-{i}\", \"title\": \"Retry product {i}\"}}\n")).collect()
+    };
+    let busy = files.join("busy.ndjson");
+    std::fs::write(&busy, rows("busy")).unwrap();
+    let (code, report, stderr) = import(&dir, &busy, &["--server", &server.base, "--batch", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["accepted"], 12, "{report}");
+    assert!(stderr.contains("429") && stderr.contains("retrying in"), "no retry reported: {stderr}");
+    for i in 0..12 {
+        assert_eq!(get(&server.url(&format!("/v1/products/busy-{i}"))).0, 200);
+    }
+
+    let resumed = files.join("resumed.ndjson");
+    std::fs::write(&resumed, rows("resumed")).unwrap();
+    let checkpoint = files.join("resumed.ndjson.aisle-import");
+    std::fs::write(&checkpoint, r#"{"rows": 12, "done": 8}"#).unwrap();
+    let (code, report, stderr) = import(&dir, &resumed, &["--server", &server.base, "--batch", "2", "--resume"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("resuming after the 8 rows"), "{stderr}");
+    assert_eq!(report["accepted"], 4, "only the rows after the checkpoint are sent: {report}");
+    for i in 0..12 {
+        let expected = if i < 8 { 404 } else { 200 };
+        assert_eq!(get(&server.url(&format!("/v1/products/resumed-{i}"))).0, expected, "resumed-{i}");
+    }
+    assert!(!checkpoint.exists(), "a finished import leaves no checkpoint");
+    server.stop();
+}

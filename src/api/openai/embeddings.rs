@@ -5,11 +5,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::request::OneOrMany;
 use super::response::{EmbeddingData, EmbeddingEntry, EmbeddingList, EmbeddingUsage};
 use super::unknown_model;
 use crate::api::AppState;
@@ -17,22 +17,44 @@ use crate::api::extract::JsonBody;
 use crate::api::problem::ApiError;
 use crate::error::{Error, FieldError};
 
+/// How vectors are sent.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // the document's enum; the handler reads the string
+enum EncodingFormat {
+    /// Arrays of numbers.
+    Float,
+    /// Little-endian f32 bytes, base64.
+    Base64,
+}
+
 /// A `/v1/embeddings` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingsRequest {
+    /// The embedding model's name (see `GET /v1/models`).
     model: String,
+    /// A text, or a list of texts (at most `[embed] max_inputs`).
+    #[schema(value_type = OneOrMany)]
     input: Value,
+    /// `float` (default) or `base64`.
+    #[schema(value_type = Option<EncodingFormat>)]
     encoding_format: Option<String>,
+    /// Not supported unless it is the model's own dimension.
     dimensions: Option<i64>,
+    /// Ignored.
     #[allow(dead_code)]
     user: Option<String>,
 }
 
-/// The handler.
+/// Embed texts with the embedding model (OpenAI's embeddings API); PII is redacted first.
+#[utoipa::path(post, path = "/v1/embeddings", operation_id = "createEmbeddings", tag = "openai",
+    request_body = EmbeddingsRequest,
+    responses((status = 200, description = "The vectors.", body = EmbeddingList),
+        (status = 404, description = "No such model.", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 pub(super) async fn embeddings(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<EmbeddingList>, ApiError> {
     let services = state.services()?;
     let info = services.embedder.info();
     let mut errors = Vec::new();
@@ -96,6 +118,5 @@ pub(super) async fn embeddings(
         data,
         model: info.name.clone(),
         usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens },
-    })
-    .into_response())
+    }))
 }

@@ -18,11 +18,11 @@ mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde_json::Value;
+use utoipa_axum::routes;
 
 use self::request::{ChatRequest, CompletionRequest, Content, output_format, parse_with_sampling_options};
 use self::response::{
@@ -31,19 +31,23 @@ use self::response::{
 pub(super) use self::stream::receiver_stream;
 use self::stream::{ChunkHeader, stream_completion};
 use super::AppState;
+use super::auth::{Access, Subject};
 use super::extract::{JsonBody, PathId};
+use super::openapi::Api;
 use super::problem::ApiError;
 use crate::error::{Error, FieldError};
 use crate::infer::chat::{GenerateRequest, Generator, Message, OutputFormat};
+use crate::privacy::apikeys::Role;
 
 /// Routes of this resource.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/completions", post(completions))
-        .route("/v1/embeddings", post(embeddings::embeddings))
-        .route("/v1/models", get(models))
-        .route("/v1/models/{id}", get(model))
+pub fn routes() -> Api {
+    let (read, app) = (Access::Role(Role::Read), Access::Role(Role::App));
+    Api::new()
+        .route(app, Subject::None, routes!(chat_completions))
+        .route(app, Subject::None, routes!(completions))
+        .route(app, Subject::None, routes!(embeddings::embeddings))
+        .route(read, Subject::None, routes!(models))
+        .route(read, Subject::None, routes!(model))
 }
 
 fn now() -> u64 {
@@ -83,6 +87,13 @@ fn fit(g: &Generator, prompt: usize, max: usize, explicit: bool) -> usize {
     if explicit { max } else { max.min(room).max(1) }
 }
 
+/// A chat completion (OpenAI's API), whole or as server-sent events (`stream: true`); JSON
+/// output can be constrained with `response_format`.
+#[utoipa::path(post, path = "/v1/chat/completions", operation_id = "createChatCompletion", tag = "openai",
+    request_body = ChatRequest,
+    responses((status = 200, description = "The completion, or its chunks (`stream: true`).",
+        content((Completion<ChatChoice> = "application/json"), (crate::api::openapi::SseEvent = "text/event-stream"))),
+        (status = 404, description = "No such model.", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 async fn chat_completions(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
@@ -171,6 +182,12 @@ async fn chat_completions(
     .into_response())
 }
 
+/// A text completion (OpenAI's legacy API), whole or as server-sent events.
+#[utoipa::path(post, path = "/v1/completions", operation_id = "createCompletion", tag = "openai",
+    request_body = CompletionRequest,
+    responses((status = 200, description = "The completion, or its chunks (`stream: true`).",
+        content((Completion<TextChoice> = "application/json"), (crate::api::openapi::SseEvent = "text/event-stream"))),
+        (status = 404, description = "No such model.", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 async fn completions(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_with_sampling_options(body, |r: &mut CompletionRequest, o| r.options = o)?;
     let mut errors = Vec::new();
@@ -244,10 +261,17 @@ fn model_entries(state: &AppState) -> Result<Vec<ModelEntry>, ApiError> {
     Ok(out)
 }
 
+/// The models served (OpenAI's API).
+#[utoipa::path(get, path = "/v1/models", operation_id = "listModels", tag = "openai",
+    responses((status = 200, description = "The models.", body = List<ModelEntry>)))]
 async fn models(State(state): State<AppState>) -> Result<Json<List<ModelEntry>>, ApiError> {
     Ok(Json(List { object: "list", data: model_entries(&state)? }))
 }
 
+/// One model.
+#[utoipa::path(get, path = "/v1/models/{id}", operation_id = "getModel", tag = "openai",
+    params(("id" = String, Path, description = "Model name.")),
+    responses((status = 200, description = "The model.", body = ModelEntry)))]
 async fn model(State(state): State<AppState>, PathId(id): PathId) -> Result<Json<ModelEntry>, ApiError> {
     model_entries(&state)?.into_iter().find(|m| m.id == id).map(Json).ok_or_else(|| unknown_model(&state, &id))
 }

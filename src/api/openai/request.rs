@@ -16,7 +16,7 @@ use crate::infer::chat::schema::Shape;
 use crate::infer::chat::{OutputFormat, SamplingParams};
 
 /// A string or a list of strings (OpenAI's `stop`, `input`, `prompt`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(super) enum OneOrMany {
     /// A single string.
@@ -36,7 +36,7 @@ impl OneOrMany {
 }
 
 /// Message content: a string, or OpenAI's list of parts (text parts only).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(super) enum Content {
     /// Plain text.
@@ -46,7 +46,7 @@ pub(super) enum Content {
 }
 
 /// One part of a message's content.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ContentPart {
     /// The part's type (`text` is the only one supported).
     #[serde(rename = "type")]
@@ -56,7 +56,7 @@ pub(super) struct ContentPart {
 }
 
 /// One message of a chat request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct MessageIn {
     /// `system`, `developer`, `user` or `assistant`.
     pub(super) role: String,
@@ -65,7 +65,7 @@ pub(super) struct MessageIn {
 }
 
 /// OpenAI's `response_format`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ResponseFormat {
     /// `text`, `json_object` or `json_schema`.
     #[serde(rename = "type")]
@@ -136,7 +136,7 @@ pub(super) fn output_format(format: Option<&ResponseFormat>, errors: &mut Vec<Fi
 }
 
 /// OpenAI's `stream_options`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct StreamOptions {
     /// Send a last chunk with the token usage.
     #[serde(default)]
@@ -144,46 +144,63 @@ pub(super) struct StreamOptions {
 }
 
 /// The sampling, length and streaming options shared by chat and text completions.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(super) struct SamplingOptions {
+    /// Most tokens to generate (default: `[chat] default_max_tokens`, fitted to the context).
     max_tokens: Option<i64>,
+    /// The same (OpenAI's newer name); wins over `max_tokens`.
     max_completion_tokens: Option<i64>,
+    /// 0 to 2 (default 1); 0 is greedy.
     temperature: Option<f64>,
+    /// Nucleus sampling, above 0 to 1.
     top_p: Option<f64>,
+    /// Keep the k likeliest tokens (0 disables it).
     top_k: Option<i64>,
+    /// Drop tokens below this share of the likeliest one's probability (0 to 1).
     min_p: Option<f64>,
+    /// 0.01 to 10 (1 disables it).
     repetition_penalty: Option<f64>,
+    /// -2 to 2.
     frequency_penalty: Option<f64>,
+    /// -2 to 2.
     presence_penalty: Option<f64>,
+    /// Seed of the sampler: the same seed, prompt and options give the same text.
     seed: Option<i64>,
     /// An extension (as llama-server and vLLM have it): generate `max_tokens` whatever the model.
     ignore_eos: Option<bool>,
+    /// Up to 4 stop sequences.
     stop: Option<OneOrMany>,
+    /// Only 1 is supported.
     n: Option<i64>,
+    /// Not supported (false or null only).
     logprobs: Option<Value>,
+    /// Not supported (null only).
     top_logprobs: Option<Value>,
+    /// Send server-sent events in OpenAI's chunk format, ending `data: [DONE]`.
     stream: Option<bool>,
+    /// With `stream`: `include_usage` sends a last chunk with the token usage.
     stream_options: Option<StreamOptions>,
 }
 
 /// A `/v1/chat/completions` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ChatRequest {
     /// The model asked for.
     pub(super) model: String,
     /// The conversation.
+    #[schema(min_items = 1)]
     pub(super) messages: Vec<MessageIn>,
     /// Text or a JSON object.
     pub(super) response_format: Option<ResponseFormat>,
     /// Tools (refused unless empty).
     pub(super) tools: Option<Vec<Value>>,
-    /// Sampling options, read separately (see [`parse_with_sampling_options`]).
-    #[serde(skip)]
+    /// Sampling options, read again separately (see [`parse_with_sampling_options`]).
+    #[serde(flatten)]
     pub(super) options: SamplingOptions,
 }
 
 /// A `/v1/completions` request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct CompletionRequest {
     /// The model asked for.
     pub(super) model: String,
@@ -195,8 +212,8 @@ pub(super) struct CompletionRequest {
     pub(super) suffix: Option<String>,
     /// Best of several (refused unless 1).
     pub(super) best_of: Option<i64>,
-    /// Sampling options, read separately (see [`parse_with_sampling_options`]).
-    #[serde(skip)]
+    /// Sampling options, read again separately (see [`parse_with_sampling_options`]).
+    #[serde(flatten)]
     pub(super) options: SamplingOptions,
 }
 

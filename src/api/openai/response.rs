@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::infer::chat::FinishReason;
 
 /// Token usage of a completion.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub(super) struct Usage {
     /// Tokens of the prompt.
     pub(super) prompt_tokens: usize,
@@ -28,7 +28,7 @@ impl Usage {
 
 /// A chat or text completion, whole or one streamed chunk of it: the envelope around the
 /// choices.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct Completion<'a, C> {
     /// `chatcmpl-…` or `cmpl-…`, the same for every chunk of a stream.
     pub(super) id: &'a str,
@@ -49,20 +49,21 @@ pub(super) struct Completion<'a, C> {
 }
 
 /// The choice of a whole chat completion.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct ChatChoice {
     /// Always 0 (n = 1).
     pub(super) index: u32,
     /// The answer.
     pub(super) message: AssistantMessage,
     /// Always null: log probabilities are not supported.
+    #[schema(value_type = Option<Object>)]
     pub(super) logprobs: (),
     /// Why generation ended.
     pub(super) finish_reason: FinishReason,
 }
 
 /// The assistant's message in a whole chat completion.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct AssistantMessage {
     /// Always `assistant`.
     pub(super) role: &'static str,
@@ -71,20 +72,21 @@ pub(super) struct AssistantMessage {
 }
 
 /// The choice of a streamed chat completion chunk.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct ChatChunkChoice {
     /// Always 0 (n = 1).
     pub(super) index: u32,
     /// What this chunk adds.
     pub(super) delta: Delta,
     /// Always null: log probabilities are not supported.
+    #[schema(value_type = Option<Object>)]
     pub(super) logprobs: (),
     /// Set on the chunk that ends the generation.
     pub(super) finish_reason: Option<FinishReason>,
 }
 
 /// What a chat chunk adds to the message; empty on the finishing chunk.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub(super) struct Delta {
     /// `assistant`, on the first chunk only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,13 +97,14 @@ pub(super) struct Delta {
 }
 
 /// The choice of a text completion, whole or streamed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct TextChoice {
     /// Always 0 (n = 1).
     pub(super) index: u32,
     /// The generated text (in a stream: the new text, empty on the finishing chunk).
     pub(super) text: String,
     /// Always null: log probabilities are not supported.
+    #[schema(value_type = Option<Object>)]
     pub(super) logprobs: (),
     /// Why generation ended (in a stream: only on the finishing chunk).
     pub(super) finish_reason: Option<FinishReason>,
@@ -125,7 +128,7 @@ pub(super) struct StreamErrorBody {
 }
 
 /// OpenAI's list envelope (`/v1/models`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct List<T> {
     /// Always `list`.
     pub(super) object: &'static str,
@@ -134,7 +137,7 @@ pub(super) struct List<T> {
 }
 
 /// A model served here (`/v1/models`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(super) struct ModelEntry {
     /// The model's name, as requests give it.
     pub(super) id: String,
@@ -152,7 +155,7 @@ pub(super) struct ModelEntry {
 }
 
 /// The `/v1/embeddings` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingList {
     /// Always `list`.
     pub(super) object: &'static str,
@@ -165,7 +168,7 @@ pub(super) struct EmbeddingList {
 }
 
 /// One embedding of an [`EmbeddingList`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingEntry {
     /// Always `embedding`.
     pub(super) object: &'static str,
@@ -176,7 +179,7 @@ pub(super) struct EmbeddingEntry {
 }
 
 /// A vector as numbers or as base64 of little-endian f32s.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(super) enum EmbeddingData {
     /// `encoding_format: float`. The values are written as f64, as they always were (an f32
@@ -187,7 +190,7 @@ pub(super) enum EmbeddingData {
 }
 
 /// Token usage of an embeddings request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct EmbeddingUsage {
     /// Tokens of the inputs.
     pub(super) prompt_tokens: usize,

@@ -42,7 +42,7 @@ pub use self::word_lists::is_stop;
 use crate::catalog::ProductFilter;
 
 /// What a turn asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Intent {
     /// Looking for products.
@@ -62,7 +62,7 @@ pub enum Intent {
 }
 
 /// The hard constraints of a conversation so far.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Constraints {
     /// Categories (any of).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

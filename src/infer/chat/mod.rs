@@ -36,7 +36,7 @@ use candle_core::quantized::gguf_file;
 pub use cache::{Cache, KvPrefix};
 pub use model::{Model, ModelShape};
 pub use sampling::SamplingParams;
-pub use scheduler::{FinishReason, GenerateRequest, GenerationEvent, Generator, OutputFormat};
+pub use scheduler::{ChatInfo, FinishReason, GenerateRequest, GenerationEvent, Generator, OutputFormat};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::ChatTokenizer;
 

@@ -30,7 +30,7 @@ const SHARED_CHUNK_ROWS: usize = 16;
 pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 /// Shape facts of a loaded model.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelShape {
     /// GGUF architecture.
     pub architecture: String,

@@ -77,7 +77,7 @@ pub enum OutputFormat {
 }
 
 /// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// End-of-generation token, stop string, or a complete JSON object.
@@ -146,7 +146,7 @@ pub struct SchedulerStats {
 }
 
 /// What callers may know about the model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChatInfo {
     /// Model name.
     pub name: String,
@@ -587,11 +587,18 @@ fn finish(mut seq: Sequence, reason: FinishReason, stats: &SchedulerStats) {
         let _ = seq.job.events.send(GenerationEvent::Text(rest));
     }
     let total = seq.job.submitted.elapsed();
+    let first = seq.first_token.unwrap_or(total);
+    metrics::histogram!("aisle_chat_time_to_first_token_seconds").record(first.as_secs_f64());
+    metrics::histogram!("aisle_chat_request_duration_seconds").record(total.as_secs_f64());
+    let decoding = total.saturating_sub(first).as_secs_f64();
+    if seq.generated > 1 && decoding > 0.0 {
+        metrics::histogram!("aisle_chat_decode_tokens_per_second").record((seq.generated - 1) as f64 / decoding);
+    }
     let _ = seq.job.events.send(GenerationEvent::Done(Finish {
         reason,
         prompt_tokens: seq.job.request.prompt.len(),
         completion_tokens: seq.generated,
-        time_to_first_token: seq.first_token.unwrap_or(total),
+        time_to_first_token: first,
         total,
     }));
     stats.finished.fetch_add(1, Ordering::Relaxed);
