@@ -151,3 +151,14 @@ impl ChatModel {
         self.model.shape()
     }
 }
+
+/// Record a finished request in the metrics: its time to first token, its whole time, and its
+/// generation speed after the first token.
+fn record_finish(first: std::time::Duration, total: std::time::Duration, generated: usize) {
+    metrics::histogram!("aisle_chat_time_to_first_token_seconds").record(first.as_secs_f64());
+    metrics::histogram!("aisle_chat_request_duration_seconds").record(total.as_secs_f64());
+    let decoding = total.saturating_sub(first).as_secs_f64();
+    if generated > 1 && decoding > 0.0 {
+        metrics::histogram!("aisle_chat_decode_tokens_per_second").record((generated - 1) as f64 / decoding);
+    }
+}

@@ -588,12 +588,7 @@ fn finish(mut seq: Sequence, reason: FinishReason, stats: &SchedulerStats) {
     }
     let total = seq.job.submitted.elapsed();
     let first = seq.first_token.unwrap_or(total);
-    metrics::histogram!("aisle_chat_time_to_first_token_seconds").record(first.as_secs_f64());
-    metrics::histogram!("aisle_chat_request_duration_seconds").record(total.as_secs_f64());
-    let decoding = total.saturating_sub(first).as_secs_f64();
-    if seq.generated > 1 && decoding > 0.0 {
-        metrics::histogram!("aisle_chat_decode_tokens_per_second").record((seq.generated - 1) as f64 / decoding);
-    }
+    super::record_finish(first, total, seq.generated);
     let _ = seq.job.events.send(GenerationEvent::Done(Finish {
         reason,
         prompt_tokens: seq.job.request.prompt.len(),
