@@ -9,7 +9,8 @@
 //!
 //! [`document`] adds what every operation shares: the problem+json error responses (each
 //! operation gets those its shape can produce: 400 for parameters and bodies, 404 for an id in
-//! the path, 413/415 for bodies, 401/403/429 for keyed routes, 500/503 for all). It is served
+//! the path, 408/413/415 for bodies, 401/403/429 for keyed routes, 507 for keyed writes, 500/503
+//! for all). It is served
 //! at `GET /openapi.json`, and `GET /docs` is a reference page rendered from it in the browser
 //! by a script aisle serves itself (no CDN).
 
@@ -127,8 +128,7 @@ fn built() -> &'static Built {
     BUILT.get_or_init(|| {
         let (_, doc, rules) = super::api().into_parts();
         let doc = finish(doc);
-        // Through a Value: its maps are sorted, so the same routes give the same bytes (the
-        // extensions are a HashMap).
+        // Keys sorted, so that the same routes give the same bytes in every process.
         let json =
             serde_json::to_value(&doc).map(sorted).and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default();
         Built { doc, json, rules }
@@ -191,6 +191,7 @@ const ERRORS: &[(&str, &str, &str, bool)] = &[
     ("401", "Unauthorized", "No valid API key (send `Authorization: Bearer <key>` or `x-api-key`).", false),
     ("403", "Forbidden", "The key's role is too low for this operation.", false),
     ("404", "NotFound", "No such resource.", false),
+    ("408", "RequestTimeout", "The body did not arrive within `[server] body_timeout_secs`.", false),
     ("413", "PayloadTooLarge", "The body is larger than `[server] max_body_bytes`.", false),
     ("415", "UnsupportedMediaType", "The body is not `application/json`.", false),
     ("429", "TooManyRequests", "The key is over its rate or concurrency limit.", true),
@@ -237,7 +238,7 @@ fn finish(mut doc: OpenApi) -> OpenApi {
                     "400" => has_params || has_body,
                     "401" | "403" | "429" => keyed,
                     "404" => has_id,
-                    "413" | "415" => has_body,
+                    "408" | "413" | "415" => has_body,
                     "507" => writes && keyed,
                     _ => true,
                 };
