@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::error::{Error, FieldError};
 
 /// A problem document plus its status and an optional `Retry-After`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ProblemDetails)]
 pub struct Problem {
     /// Problem type (a URN naming the kind of problem).
     #[serde(rename = "type")]
@@ -31,6 +32,7 @@ pub struct Problem {
     pub detail: String,
     /// Bad fields, for input errors.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<FieldError>,
     /// Seconds after which a retry may succeed.
     #[serde(skip)]
@@ -155,19 +157,9 @@ impl From<Error> for Problem {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Problem)]
 pub struct ProblemDocument {
-    /// Problem type (a URN naming the kind of problem).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the kind.
-    pub title: String,
-    /// HTTP status.
-    pub status: u16,
-    /// What happened in this case.
-    pub detail: String,
-    /// Bad fields, for input errors.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(required = false)]
-    pub errors: Vec<FieldError>,
+    /// The RFC 9457 members.
+    #[serde(flatten)]
+    pub problem: Problem,
     /// The same, as OpenAI clients read it.
     pub error: OpenAiError,
     /// On a 500: the id under which the server's log names the cause.
@@ -203,11 +195,7 @@ impl IntoResponse for Problem {
             },
             // A 500 names the request, so that its cause can be found in the log.
             request_id: if self.status == 500 { REQUEST_ID.try_with(String::clone).ok() } else { None },
-            kind: self.kind,
-            title: self.title,
-            status: self.status,
-            detail: self.detail,
-            errors: self.errors,
+            problem: self,
         };
         let body = serde_json::to_vec(&doc).unwrap_or_default();
         let mut response = (status, body).into_response();
