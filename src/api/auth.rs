@@ -4,8 +4,8 @@
 //! Each endpoint's rule (`Public` for the probes and the API document, or a role: `read` <
 //! `app` < `admin`) is given where the route is registered (`openapi::Api::route`), so the
 //! router, this table and the OpenAPI document come from one list. A matched route missing from
-//! the table would need `admin` (closed by default). With API keys configured, a request without a valid key gets 401 (with
-//! `WWW-Authenticate`), a key whose role is too low 403. Per-key rate and concurrency limits
+//! the table would need `admin` (closed by default). With API keys configured, a request
+//! without a valid key gets 401 (with `WWW-Authenticate`), a key whose role is too low 403. Per-key rate and concurrency limits
 //! answer 429 with `Retry-After`. Audited routes (catalog writes, privacy operations, the audit
 //! log itself) are appended to the audit log with the outcome, denied attempts included.
 

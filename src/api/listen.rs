@@ -4,8 +4,8 @@
 //! `axum::serve` has no timers, so a client that connects and sends nothing (or stops halfway
 //! through its headers) would hold a connection forever. Here a connection must send its first
 //! byte, and then its whole headers, within `[server] header_timeout_secs` (hyper's timer; it
-//! also closes idle keep-alive connections after that time), and HTTP/2 connections are pinged. Request bodies have their own timeout in
-//! the extractors (`extract`), which answers 408. On shutdown the listener closes, in-flight
+//! also closes idle keep-alive connections after that time), and HTTP/2 connections are pinged.
+//! Request bodies have their own timeout in the extractors (`extract`), which answers 408. On shutdown the listener closes, in-flight
 //! requests get the grace period, and the connections still open after it are cut.
 
 use std::future::Future;

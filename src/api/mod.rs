@@ -114,8 +114,7 @@ pub fn api() -> openapi::Api {
 /// The application router.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config().server.max_body_bytes;
-    let (routes, _, _) = api().into_parts();
-    routes
+    openapi::router()
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))

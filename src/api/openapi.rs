@@ -101,8 +101,7 @@ impl Api {
         self
     }
 
-    /// The axum router, the document and the rules.
-    pub fn into_parts(self) -> (axum::Router<AppState>, OpenApi, Vec<Rule>) {
+    fn into_parts(self) -> (axum::Router<AppState>, OpenApi, Vec<Rule>) {
         let (router, doc) = self.router.split_for_parts();
         (router, doc, self.rules)
     }
@@ -117,7 +116,9 @@ pub fn routes() -> Api {
     )
 }
 
+/// The routes, built once: the router the server serves, its document and its auth rules.
 struct Built {
+    router: axum::Router<AppState>,
     doc: OpenApi,
     json: String,
     rules: Vec<Rule>,
@@ -126,12 +127,12 @@ struct Built {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let (_, doc, rules) = super::api().into_parts();
+        let (router, doc, rules) = super::api().into_parts();
         let doc = finish(doc);
         // Keys sorted, so that the same routes give the same bytes in every process.
         let json =
             serde_json::to_value(&doc).map(sorted).and_then(|v| serde_json::to_string_pretty(&v)).unwrap_or_default();
-        Built { doc, json, rules }
+        Built { router, doc, json, rules }
     })
 }
 
@@ -162,6 +163,11 @@ pub struct SseEvent {
     id: Option<String>,
     /// Reconnection time in milliseconds.
     retry: Option<u64>,
+}
+
+/// The router of every route (without state, fallbacks or middleware: see `api::router`).
+pub fn router() -> axum::Router<AppState> {
+    built().router.clone()
 }
 
 /// The OpenAPI document of every route.

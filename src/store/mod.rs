@@ -358,9 +358,13 @@ impl Store {
         self
     }
 
-    /// `Err(InsufficientStorage)` when the data directory is under its watermark.
-    pub fn check_space(&self) -> Result<()> {
-        self.guard.as_ref().map_or(Ok(()), |g| g.check())
+    /// A write that adds data: refused (`InsufficientStorage`) while the data directory is under
+    /// its watermark, else run and timed. (Deletions are never refused.)
+    async fn write<T>(&self, op: &'static str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if let Some(guard) = &self.guard {
+            guard.check()?;
+        }
+        timed(op, work).await
     }
 
     /// Open (or create) the embedded store at `dir`. Fails if another process has it open.
@@ -409,8 +413,7 @@ impl Store {
         if points.is_empty() {
             return Ok(());
         }
-        self.check_space()?;
-        timed("upsert", self.backend.upsert(self.full(collection), points)).await
+        self.write("upsert", self.backend.upsert(self.full(collection), points)).await
     }
 
     /// Claim points: insert those whose ids are new, leave existing ones untouched, and return
@@ -421,12 +424,11 @@ impl Store {
         if points.is_empty() {
             return Ok(HashSet::new());
         }
-        self.check_space()?;
         let token = Uuid::new_v4().to_string();
         for p in &mut points {
             p.payload.insert(CLAIM.into(), Value::String(token.clone()));
         }
-        let stored = timed("insert", self.backend.insert(self.full(collection), points)).await?;
+        let stored = self.write("insert", self.backend.insert(self.full(collection), points)).await?;
         Ok(stored
             .into_iter()
             .filter(|r| r.payload.get(CLAIM).and_then(Value::as_str) == Some(token.as_str()))
@@ -436,8 +438,7 @@ impl Store {
 
     /// Merge `payload` keys into the points' payloads. Durable when it returns.
     pub async fn set_payload(&self, collection: &str, ids: Vec<Uuid>, payload: Payload) -> Result<()> {
-        self.check_space()?;
-        timed("set_payload", self.backend.set_payload(self.full(collection), ids, payload)).await
+        self.write("set_payload", self.backend.set_payload(self.full(collection), ids, payload)).await
     }
 
     /// Replace the named vectors of existing points, keeping their other vectors and payload.
@@ -446,8 +447,7 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        self.check_space()?;
-        timed("update_vectors", self.backend.update_vectors(self.full(collection), updates)).await
+        self.write("update_vectors", self.backend.update_vectors(self.full(collection), updates)).await
     }
 
     /// Delete every point matching `filter`. Durable when it returns.
@@ -460,8 +460,7 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        self.check_space()?;
-        timed("set_payloads", self.backend.set_payloads(self.full(collection), updates)).await
+        self.write("set_payloads", self.backend.set_payloads(self.full(collection), updates)).await
     }
 
     /// Delete points by id (missing ids are ignored). Durable when it returns.

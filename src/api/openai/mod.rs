@@ -98,7 +98,7 @@ async fn chat_completions(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse_with_sampling_options(body, |r: &mut ChatRequest, o| r.options = o)?;
+    let req: ChatRequest = parse_with_sampling_options(body)?;
     let mut errors = Vec::new();
     let (max, sampling, stop) = req.options.validate(state.config().chat.default_max_tokens, &mut errors);
     if req.messages.is_empty() {
@@ -189,7 +189,7 @@ async fn chat_completions(
         content((Completion<TextChoice> = "application/json"), (crate::api::openapi::SseEvent = "text/event-stream"))),
         (status = 404, description = "No such model.", body = crate::api::problem::ProblemDocument, content_type = "application/problem+json")))]
 async fn completions(State(state): State<AppState>, JsonBody(body): JsonBody<Value>) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_with_sampling_options(body, |r: &mut CompletionRequest, o| r.options = o)?;
+    let req: CompletionRequest = parse_with_sampling_options(body)?;
     let mut errors = Vec::new();
     let (max, sampling, stop) = req.options.validate(16, &mut errors);
     let prompts = req.prompt.into_vec();

@@ -194,7 +194,7 @@ pub(super) struct ChatRequest {
     pub(super) response_format: Option<ResponseFormat>,
     /// Tools (refused unless empty).
     pub(super) tools: Option<Vec<Value>>,
-    /// Sampling options, read again separately (see [`parse_with_sampling_options`]).
+    /// Sampling options (see [`parse_with_sampling_options`]).
     #[serde(flatten)]
     pub(super) options: SamplingOptions,
 }
@@ -212,22 +212,18 @@ pub(super) struct CompletionRequest {
     pub(super) suffix: Option<String>,
     /// Best of several (refused unless 1).
     pub(super) best_of: Option<i64>,
-    /// Sampling options, read again separately (see [`parse_with_sampling_options`]).
+    /// Sampling options (see [`parse_with_sampling_options`]).
     #[serde(flatten)]
     pub(super) options: SamplingOptions,
 }
 
-/// Read a request and its sampling options from one body. (`#[serde(flatten)]` would hide the
-/// path of a bad option from the error, so the options are read as a document of their own.)
-pub(super) fn parse_with_sampling_options<T: serde::de::DeserializeOwned>(
-    body: Value,
-    set: impl FnOnce(&mut T, SamplingOptions),
-) -> Result<T, ApiError> {
-    let options: SamplingOptions =
-        from_json_value(body.clone()).map_err(|e| ApiError::from(Error::Invalid(vec![e])))?;
-    let mut request: T = from_json_value(body).map_err(|e| ApiError::from(Error::Invalid(vec![e])))?;
-    set(&mut request, options);
-    Ok(request)
+/// Read a request and its (flattened) sampling options from one body. `#[serde(flatten)]`
+/// hides the path of a bad option from the error, so the options are first read as a document
+/// of their own, whose errors name the field.
+pub(super) fn parse_with_sampling_options<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    let invalid = |e| ApiError::from(Error::Invalid(vec![e]));
+    from_json_value::<SamplingOptions>(body.clone()).map_err(invalid)?;
+    from_json_value(body).map_err(invalid)
 }
 
 fn range(errors: &mut Vec<FieldError>, name: &str, v: Option<f64>, lo: f64, hi: f64) {
