@@ -97,6 +97,9 @@ run_mode() {
     # reports every operation for accepting requests without a key (ignored_auth) and for
     # accepting its "missing Authorization" negative cases.
     auth=(--generation-with-security-parameters false --exclude-checks ignored_auth)
+    # Making a key on a server without keys gives it keys (by design: from then on it is closed
+    # to requests without one), which would end this run; the keyed run covers the operation.
+    auth+=(--exclude-operation-id createKey)
   fi
   # The data-acceptance checks (off in tests/schemathesis.toml; see there) on request.
   [ "${CONTRACT_DATA_CHECKS:-0}" = 1 ] && auth+=(--checks all)

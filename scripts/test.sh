@@ -4,7 +4,8 @@
 # the real models, the real embedded Qdrant and real HTTP over loopback (and a real Qdrant
 # server from ../shared/qdrant where there is one), then the official `openai` Python client
 # against a real server, the contract test (openapi-spec-validator, schemathesis and
-# prometheus_client from PyPI) and the fault tests (crash, disk full, slow clients).
+# prometheus_client from PyPI), the fault tests (crash, disk full, slow clients) and the browser
+# tests of the pages (Chromium and Playwright).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The no-egress test runs the server in a network namespace (unshare, ip) under strace.
@@ -40,3 +41,6 @@ scripts/contract-test.sh
 # Faults: SIGKILL under write load, a full disk (a tmpfs this script mounts), slow and hostile
 # clients.
 scripts/fault-test.sh
+# The console, the shop and the widget in headless Chromium (Debian's package, installed if
+# missing) driven by Playwright for Python (PyPI, pinned).
+scripts/browser-test.sh

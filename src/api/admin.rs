@@ -16,7 +16,7 @@ use super::openapi::Api;
 use super::problem::ApiError;
 use crate::error::Error;
 use crate::privacy::apikeys::Role;
-use crate::privacy::audit::AuditEntry;
+use crate::privacy::audit::{AuditEntry, AuditFilter};
 use crate::recommend::train::TrainReport;
 
 /// Routes of this resource.
@@ -39,6 +39,14 @@ struct AuditParams {
     limit: Option<usize>,
     /// Only entries at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Only entries at or before this time (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    /// Only entries of this actor (an API key's name, `anonymous` or `cli`).
+    #[param(max_length = 100)]
+    actor: Option<String>,
+    /// Only entries whose action contains this text (any case), e.g. `customers` or `DELETE`.
+    #[param(max_length = 100)]
+    action: Option<String>,
 }
 
 /// The audit log's entries.
@@ -68,7 +76,8 @@ async fn audit(
     if !(1..=10_000).contains(&limit) {
         return Err(Error::invalid("/limit", "must be between 1 and 10000").into());
     }
-    let entries = state.security().audit.read(p.since, limit)?;
+    let filter = AuditFilter { since: p.since, until: p.until, actor: p.actor, action: p.action };
+    let entries = state.security().audit.read(&filter, limit)?;
     Ok(Json(AuditEntries { entries }))
 }
 

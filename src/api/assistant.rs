@@ -35,7 +35,8 @@ use crate::privacy::apikeys::Role;
 pub fn routes() -> Api {
     let (app, admin) = (Access::Role(Role::App), Access::Role(Role::Admin));
     Api::new()
-        .route(app, Subject::None, routes!(chat))
+        // Also from a shopper's page (a `widget` key); stored sessions are read with `app`.
+        .route(Access::Shopper(Role::App), Subject::None, routes!(chat))
         .route(app, Subject::None, routes!(session))
         .route(app, Subject::None, routes!(end_session))
         .route(admin, Subject::None, routes!(describe))

@@ -2,7 +2,7 @@
 //! route.
 //!
 //! Each endpoint's rule (`Public` for the probes and the API document, or a role: `read` <
-//! `app` < `admin`) is given where the route is registered (`openapi::Api::route`), so the
+//! `app` < `admin`, and `widget` keys on the routes a shopper's page calls) is given where the route is registered (`openapi::Api::route`), so the
 //! router, this table and the OpenAPI document come from one list. A matched route missing from
 //! the table would need `admin` (closed by default). With API keys configured, a request
 //! without a valid key gets 401 (with `WWW-Authenticate`), a key whose role is too low 403. Per-key rate and concurrency limits
@@ -28,6 +28,28 @@ pub enum Access {
     Public,
     /// Keys with at least this role.
     Role(Role),
+    /// Keys with at least this role, and `widget` keys (what a shopper's page may call).
+    Shopper(Role),
+}
+
+impl Access {
+    /// Whether a key of `role` may call a route of this access.
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Public => true,
+            Access::Role(needed) => role >= needed,
+            Access::Shopper(needed) => role >= needed || role == Role::Widget,
+        }
+    }
+
+    /// The roles named in the document: the least role, and `widget` where it may call too.
+    pub fn roles(self) -> Vec<&'static str> {
+        match self {
+            Access::Public => vec![],
+            Access::Role(r) => vec![r.as_str()],
+            Access::Shopper(r) => vec![r.as_str(), Role::Widget.as_str()],
+        }
+    }
 }
 
 /// What an audited route acts on: the `{id}` of its path.
@@ -41,6 +63,8 @@ pub enum Subject {
     Customer,
     /// Audited; the subject is a product id.
     Product,
+    /// Audited; the subject is an API key's name.
+    Key,
 }
 
 /// One endpoint's rule.
@@ -123,6 +147,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             path_id(&r.path, req.uri().path()).map(|id| format!("customer:{}", security.keyring.audit_subject(&id)))
         }
         (Subject::Product, Some(r)) => path_id(&r.path, req.uri().path()).map(|id| format!("product:{id}")),
+        (Subject::Key, Some(r)) => path_id(&r.path, req.uri().path()).map(|id| format!("key:{id}")),
         _ => None,
     };
     // The entry is synced to disk on the blocking pool (not on an async worker) before the
@@ -146,9 +171,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             }
         }
     };
-    if let Access::Role(needed) = access
-        && principal.role < needed
-    {
+    if !access.allows(principal.role) {
         record(StatusCode::FORBIDDEN).await;
         return Problem::new(
             StatusCode::FORBIDDEN,
@@ -158,7 +181,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 "the key '{}' has the role '{}'; this needs '{}'",
                 principal.name,
                 principal.role.as_str(),
-                needed.as_str()
+                access.roles().join("' or '")
             ),
         )
         .into_response();
@@ -176,6 +199,9 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             }
         }
     };
+    // Handlers that answer about the caller (`GET /v1/whoami`) read it from here.
+    let mut req = req;
+    req.extensions_mut().insert(principal.clone());
     let response = next.run(req).await;
     record(response.status()).await;
     response

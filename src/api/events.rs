@@ -19,7 +19,8 @@ use crate::privacy::apikeys::Role;
 
 /// Routes of this resource.
 pub fn routes() -> Api {
-    Api::new().route(Access::Role(Role::App), Subject::None, routes!(ingest))
+    // Also from a shopper's page (a `widget` key).
+    Api::new().route(Access::Shopper(Role::App), Subject::None, routes!(ingest))
 }
 
 /// A batch of events.

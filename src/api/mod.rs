@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod assistant;
 pub mod auth;
+pub mod console;
 pub mod customers;
 pub mod events;
 pub mod extract;
@@ -14,6 +15,7 @@ mod listen;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
 pub mod products;
 pub mod recommend;
@@ -108,16 +110,23 @@ pub fn api() -> openapi::Api {
         .merge(metrics::routes())
         .merge(admin::routes())
         .merge(assistant::routes())
+        .merge(console::routes())
+        .merge(pages::routes())
         .merge(openapi::routes())
 }
 
 /// The application router.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config().server.max_body_bytes;
-    openapi::router()
+    let guarded = openapi::router()
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard));
+    // Pages of the origins in `[server] cors_origins` (the widget on a retailer's shop) may call
+    // the API; preflight requests are answered here, before authentication.
+    let origins = &state.config().server.cors_origins;
+    let guarded = if origins.is_empty() { guarded } else { guarded.layer(cors(origins)) };
+    guarded
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(problem::panicked))
@@ -129,6 +138,17 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(axum::middleware::from_fn(problem::request_id))
         .with_state(state)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-api-key")])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Run the server until SIGINT/SIGTERM: bind, answer `/healthz` at once, load models in the

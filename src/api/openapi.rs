@@ -72,17 +72,20 @@ impl Api {
             for (method, op) in operations(item) {
                 op.security = Some(match access {
                     Access::Public => vec![SecurityRequirement::default()],
-                    Access::Role(role) => vec![
-                        SecurityRequirement::new("bearer", [role.as_str()]),
-                        SecurityRequirement::new("api_key", [role.as_str()]),
+                    Access::Role(_) | Access::Shopper(_) => vec![
+                        SecurityRequirement::new("bearer", access.roles()),
+                        SecurityRequirement::new("api_key", access.roles()),
                     ],
                 });
                 let mut ext = op.extensions.take().unwrap_or_default();
                 let role = match access {
                     Access::Public => "public",
-                    Access::Role(r) => r.as_str(),
+                    Access::Role(r) | Access::Shopper(r) => r.as_str(),
                 };
                 ext.insert("x-aisle-role".into(), role.into());
+                if matches!(access, Access::Shopper(_)) {
+                    ext.insert("x-aisle-widget".into(), true.into());
+                }
                 if audit != Subject::None {
                     ext.insert("x-aisle-audited".into(), true.into());
                 }

@@ -24,12 +24,13 @@ use crate::recommend::{RecommendRequest, Recommendations, SourceName};
 
 /// Routes of this resource.
 pub fn routes() -> Api {
-    let (read, app) = (Access::Role(Role::Read), Access::Role(Role::App));
-    Api::new().route(app, Subject::None, routes!(recommend)).route(read, Subject::None, routes!(trending)).route(
-        read,
-        Subject::None,
-        routes!(stats),
-    )
+    // A shopper's page (a `widget` key) may ask for recommendations and trending products.
+    let (read, shop_read, shop_app) =
+        (Access::Role(Role::Read), Access::Shopper(Role::Read), Access::Shopper(Role::App));
+    Api::new()
+        .route(shop_app, Subject::None, routes!(recommend))
+        .route(shop_read, Subject::None, routes!(trending))
+        .route(read, Subject::None, routes!(stats))
 }
 
 /// Query parameters of `GET /v1/customers/{id}/recommendations`.

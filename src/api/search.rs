@@ -18,7 +18,8 @@ use crate::privacy::apikeys::Role;
 
 /// Routes of this resource.
 pub fn routes() -> Api {
-    let read = Access::Role(Role::Read);
+    // Also for a shopper's page (a `widget` key).
+    let read = Access::Shopper(Role::Read);
     Api::new().route(read, Subject::None, routes!(search)).route(read, Subject::None, routes!(similar))
 }
 

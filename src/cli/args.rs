@@ -153,7 +153,7 @@ pub struct AssistantEvalArgs {
 pub enum KeysCommand {
     /// Create a key and print it (once: only its hash is kept).
     Create {
-        /// admin, app or read.
+        /// admin, app, read, or widget (for pages shoppers load: search, recommendations, events, the assistant).
         #[arg(long)]
         role: String,
         /// A name for logs and the audit log.

@@ -12,9 +12,7 @@ use crate::error::{Error, Result};
 
 /// `aisle keys ...`: edits DATA_DIR/keys.json (no store, so it works beside a running server).
 pub fn run(config: &Config, cmd: KeysCommand) -> Result<ExitCode> {
-    use crate::privacy::apikeys::{
-        Role, StoredKey, generate_key, hash_key, keys_file, read_keys_file, write_keys_file,
-    };
+    use crate::privacy::apikeys::{Role, create_key, hash_key, keys_file, read_keys_file, revoke_key};
     let path = keys_file(&config.store.data_dir);
     let audit = |action: &str, subject: Option<String>| -> Result<()> {
         crate::privacy::audit::AuditLog::open(&config.store.data_dir)?.append(&crate::privacy::audit::AuditEntry {
@@ -29,23 +27,8 @@ pub fn run(config: &Config, cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::Create { role, name } => {
             let role = Role::parse(&role)
-                .ok_or_else(|| Error::invalid("/role", format!("must be admin, app or read, not '{role}'")))?;
-            if name.trim().is_empty() || name.len() > 100 {
-                return Err(Error::invalid("/name", "must be 1 to 100 characters"));
-            }
-            let mut keys = read_keys_file(&path)?;
-            if keys.iter().any(|k| k.name == name) {
-                return Err(Error::Conflict(format!("a key named '{name}' exists; revoke it first")));
-            }
-            let key = generate_key();
-            keys.push(StoredKey {
-                name: name.clone(),
-                role,
-                sha256: hash_key(&key),
-                created_at: Some(chrono::Utc::now()),
-            });
-            write_keys_file(&path, &keys)?;
-            crate::privacy::apikeys::seal(&config.store.data_dir)?;
+                .ok_or_else(|| Error::invalid("/role", format!("must be admin, app, read or widget, not '{role}'")))?;
+            let (key, _) = create_key(&config.store.data_dir, &name, role)?;
             audit("keys.create", Some(format!("key:{name}")))?;
             eprintln!(
                 "created {} key '{name}' (stored hashed in {}); it is shown only now:",
@@ -69,13 +52,7 @@ pub fn run(config: &Config, cmd: KeysCommand) -> Result<ExitCode> {
             }
         }
         KeysCommand::Revoke { name } => {
-            let mut keys = read_keys_file(&path)?;
-            let before = keys.len();
-            keys.retain(|k| k.name != name);
-            if keys.len() == before {
-                return Err(Error::not_found("key", name));
-            }
-            write_keys_file(&path, &keys)?;
+            revoke_key(&config.store.data_dir, &name)?;
             audit("keys.revoke", Some(format!("key:{name}")))?;
             eprintln!("revoked '{name}'");
         }

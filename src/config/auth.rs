@@ -46,8 +46,9 @@ impl AuthConfig {
             problems.push("auth.rate_per_sec must not be negative and auth.burst must be at least 1".to_string());
         }
         for k in &self.keys {
-            if !matches!(k.role.as_str(), "admin" | "app" | "read") {
-                problems.push(format!("auth.keys '{}': role must be admin, app or read, not '{}'", k.name, k.role));
+            if !matches!(k.role.as_str(), "admin" | "app" | "read" | "widget") {
+                problems
+                    .push(format!("auth.keys '{}': role must be admin, app, read or widget, not '{}'", k.name, k.role));
             }
             if k.sha256.len() != 64 || hex::decode(&k.sha256).is_err() {
                 problems.push(format!("auth.keys '{}': sha256 must be 64 hex digits", k.name));

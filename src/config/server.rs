@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Seconds a client has to send a request's body (408 after).
     pub body_timeout_secs: u64,
+    /// Origins (`https://shop.example`) whose pages may call the API from a browser: the
+    /// embeddable widget on a retailer's own pages. None by default (same origin only).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +37,7 @@ impl Default for ServerConfig {
             log_format: "text".into(),
             header_timeout_secs: 10,
             body_timeout_secs: 30,
+            cors_origins: vec![],
         }
     }
 }
@@ -48,6 +52,13 @@ impl ServerConfig {
         }
         if self.header_timeout_secs == 0 || self.body_timeout_secs == 0 {
             problems.push("server.header_timeout_secs and server.body_timeout_secs must be at least 1".to_string());
+        }
+        for o in &self.cors_origins {
+            let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/') || !r.is_ascii() || r.contains(char::is_whitespace))
+            {
+                problems.push(format!("server.cors_origins: '{o}' is not an origin like https://shop.example"));
+            }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             problems.push(format!("server.log_format must be 'text' or 'json', not '{}'", self.log_format));

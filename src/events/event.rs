@@ -29,6 +29,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order of the API's documentation.
+    pub const ALL: [Kind; 7] =
+        [Kind::View, Kind::Click, Kind::Cart, Kind::Purchase, Kind::Rating, Kind::Return, Kind::Impression];
+
     /// The name used in payloads and APIs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -21,7 +21,7 @@ pub mod profile;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -253,6 +253,29 @@ impl Events {
             }
         }
         out.sort_by_key(|p| p.get("ts").and_then(Value::as_i64).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// How many events of each kind were stored on each day from `from` to `to` (UTC days,
+    /// both included), oldest first; at most 366 days. Counted by the store (indexed `kind`
+    /// and `ts`), not by reading the events.
+    pub async fn per_day(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<(NaiveDate, Vec<(Kind, usize)>)>> {
+        let mut out = Vec::new();
+        for day in from.iter_days().take_while(|d| *d <= to).take(366) {
+            let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0);
+            let mut counts = Vec::new();
+            for kind in Kind::ALL {
+                let filter = Filter::default()
+                    .must(Condition::Keyword { key: "kind".into(), value: kind.as_str().into() })
+                    .must(Condition::Range {
+                        key: "ts".into(),
+                        gte: Some(start as f64),
+                        lte: Some((start + 86_399) as f64),
+                    });
+                counts.push((kind, self.store.count(EVENTS, Some(filter)).await?));
+            }
+            out.push((day, counts));
+        }
         Ok(out)
     }
 

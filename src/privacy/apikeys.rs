@@ -21,9 +21,14 @@ use crate::config::ApiKeyConfig;
 use crate::error::{Error, Result};
 
 /// What a key may do. Each role includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// For pages shoppers load (the embeddable widget): only what a shopper's page does, on the
+    /// routes registered as `Access::Shopper` (products, search, similar, trending,
+    /// recommendations, events, the assistant). Never customers' data, statistics, metrics, the
+    /// OpenAI-compatible endpoints or anything of `read` beyond those. Below `read`.
+    Widget,
     /// Read the catalog, search, trending, statistics, models, metrics.
     Read,
     /// Also events, customers' consent, recommendations, chat and embeddings.
@@ -33,9 +38,10 @@ pub enum Role {
 }
 
 impl Role {
-    /// Parse `admin`, `app` or `read`.
+    /// Parse `admin`, `app`, `read` or `widget`.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
+            "widget" => Some(Role::Widget),
             "admin" => Some(Role::Admin),
             "app" => Some(Role::App),
             "read" => Some(Role::Read),
@@ -49,6 +55,7 @@ impl Role {
             Role::Admin => "admin",
             Role::App => "app",
             Role::Read => "read",
+            Role::Widget => "widget",
         }
     }
 }
@@ -107,6 +114,40 @@ pub fn read_keys_file(path: &Path) -> Result<Vec<StoredKey>> {
 pub fn write_keys_file(path: &Path, keys: &[StoredKey]) -> Result<()> {
     let body = serde_json::to_vec_pretty(keys).map_err(|e| Error::Internal(e.to_string()))?;
     super::write_private(path, &body)
+}
+
+/// Add a key named `name` with `role` to the keys file under `data_dir` (and seal the
+/// directory: from now on, no keys means closed). The key is returned once and stored only
+/// hashed.
+pub fn create_key(data_dir: &Path, name: &str, role: Role) -> Result<(String, StoredKey)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid("/name", "must be 1 to 100 characters, none of them control characters"));
+    }
+    let path = keys_file(data_dir);
+    let mut keys = read_keys_file(&path)?;
+    if keys.iter().any(|k| k.name == name) {
+        return Err(Error::Conflict(format!("a key named '{name}' exists; revoke it first")));
+    }
+    let key = generate_key();
+    let stored =
+        StoredKey { name: name.to_string(), role, sha256: hash_key(&key), created_at: Some(chrono::Utc::now()) };
+    keys.push(stored.clone());
+    write_keys_file(&path, &keys)?;
+    seal(data_dir)?;
+    Ok((key, stored))
+}
+
+/// Remove the key named `name` from the keys file under `data_dir` (404 if there is none).
+pub fn revoke_key(data_dir: &Path, name: &str) -> Result<()> {
+    let path = keys_file(data_dir);
+    let mut keys = read_keys_file(&path)?;
+    let before = keys.len();
+    keys.retain(|k| k.name != name);
+    if keys.len() == before {
+        return Err(Error::not_found("key", name));
+    }
+    write_keys_file(&path, &keys)
 }
 
 /// The marker that this data directory has had API keys: from then on, no keys means closed.
@@ -254,6 +295,19 @@ impl KeyStore {
         }
     }
 
+    /// The keys in effect: from the configuration (`configured: true`) and the keys file.
+    pub fn list(&self) -> Vec<(StoredKey, bool)> {
+        self.refresh();
+        let state = self.state.lock();
+        self.configured.iter().map(|k| (k.clone(), true)).chain(state.keys.iter().map(|k| (k.clone(), false))).collect()
+    }
+
+    /// Re-read the keys file now (after this process changed it), not within the next second.
+    pub fn reload(&self) {
+        self.state.lock().checked = Instant::now() - Duration::from_secs(2);
+        self.refresh();
+    }
+
     /// Check a presented key: its hash is compared with every stored hash in constant time.
     pub fn check(&self, presented: Option<&str>) -> Check {
         match self.mode() {
@@ -316,7 +370,7 @@ mod tests {
         assert_eq!(store.check(Some(&admin)), Check::Valid(Principal { name: "ops".into(), role: Role::Admin }));
         assert_eq!(store.check(Some("aisle_wrong")), Check::Invalid);
         assert_eq!(store.check(None), Check::Invalid);
-        assert!(Role::Admin > Role::App && Role::App > Role::Read);
+        assert!(Role::Admin > Role::App && Role::App > Role::Read && Role::Read > Role::Widget);
     }
 
     #[test]

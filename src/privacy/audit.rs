@@ -37,6 +37,28 @@ pub struct AuditEntry {
     pub status: u16,
 }
 
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// At or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// At or before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// This actor (the key's name) exactly.
+    pub actor: Option<String>,
+    /// Actions containing this text (any case), e.g. `customers` or `DELETE`.
+    pub action: Option<String>,
+}
+
+impl AuditFilter {
+    fn keeps(&self, e: &AuditEntry) -> bool {
+        self.since.is_none_or(|s| e.ts >= s)
+            && self.until.is_none_or(|u| e.ts <= u)
+            && self.actor.as_ref().is_none_or(|a| &e.actor == a)
+            && self.action.as_ref().is_none_or(|a| e.action.to_lowercase().contains(&a.to_lowercase()))
+    }
+}
+
 /// The `prev` of the first line.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -127,14 +149,14 @@ impl AuditLog {
         written.map_err(|e| Error::io("cannot write the audit log", e))
     }
 
-    /// The newest `limit` entries at or after `since`, oldest first.
-    pub fn read(&self, since: Option<DateTime<Utc>>, limit: usize) -> Result<Vec<AuditEntry>> {
+    /// The newest `limit` entries that `filter` keeps, oldest first.
+    pub fn read(&self, filter: &AuditFilter, limit: usize) -> Result<Vec<AuditEntry>> {
         let f = std::fs::File::open(&self.path).map_err(|e| Error::io("cannot read the audit log", e))?;
         let mut out = std::collections::VecDeque::new();
         for line in BufReader::new(f).lines() {
             let line = line.map_err(|e| Error::io("cannot read the audit log", e))?;
             let Ok(entry) = serde_json::from_str::<AuditEntry>(&line) else { continue };
-            if since.is_some_and(|s| entry.ts < s) {
+            if !filter.keeps(&entry) {
                 continue;
             }
             out.push_back(entry);
@@ -219,10 +241,17 @@ mod tests {
             status: 204,
         })
         .unwrap();
-        let all = log.read(None, 100).unwrap();
+        let all = log.read(&AuditFilter::default(), 100).unwrap();
         assert_eq!(all.len(), 6);
-        let tail = log.read(None, 2).unwrap();
+        let tail = log.read(&AuditFilter::default(), 2).unwrap();
         assert_eq!(tail.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["PUT /v1/products/{id} #4", "last"]);
+        let by_actor = |a: &str| AuditFilter { actor: Some(a.into()), ..Default::default() };
+        assert_eq!(log.read(&by_actor("ops"), 100).unwrap().len(), 6);
+        assert_eq!(log.read(&by_actor("op"), 100).unwrap().len(), 0, "actors match exactly");
+        let by_action = AuditFilter { action: Some("put /V1/products".into()), ..Default::default() };
+        assert_eq!(log.read(&by_action, 100).unwrap().len(), 5, "actions match by text in any case");
+        let until = AuditFilter { until: Some(all[0].ts), ..Default::default() };
+        assert!(log.read(&until, 100).unwrap().iter().all(|e| e.ts <= all[0].ts));
         let verified = verify(dir.path()).unwrap();
         assert_eq!((verified.entries, verified.unchained), (6, 0), "the chain holds across a reopen");
     }

@@ -91,6 +91,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
     pid: u32,
     exited: std::sync::Mutex<mpsc::Receiver<std::process::ExitStatus>>,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -175,7 +177,8 @@ impl Server {
             Ok(Err(status)) => panic!("aisle serve exited before listening: {status}"),
             Err(_) => panic!("aisle serve did not start listening within 60s"),
         };
-        let server = Server { base, pid, exited: std::sync::Mutex::new(exit_rx), logs };
+        let server =
+            Server { base, data_dir: data_dir.to_path_buf(), pid, exited: std::sync::Mutex::new(exit_rx), logs };
         server.wait_ready(Duration::from_secs(180));
         server
     }

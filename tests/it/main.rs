@@ -7,6 +7,7 @@ mod architecture;
 mod assistant;
 mod chat;
 mod cluster;
+mod console;
 mod contract;
 mod durability;
 mod embed;

@@ -232,6 +232,7 @@ const ADMIN: &str = "aisle_test_admin_key_0000000000000000000000000";
 const APP: &str = "aisle_test_app_key_00000000000000000000000000000";
 const READ: &str = "aisle_test_read_key_0000000000000000000000000000";
 const BURST: &str = "aisle_test_burst_key_000000000000000000000000000";
+const WIDGET: &str = "aisle_test_widget_key_00000000000000000000000000";
 
 /// A concrete path for a route pattern.
 fn concrete(path: &str) -> String {
@@ -248,11 +249,18 @@ fn api_keys_roles_limits_and_the_audit_log() {
         {"name": "web", "role": "app", "sha256": hash_key(APP)},
         {"name": "dash", "role": "read", "sha256": hash_key(READ)},
         {"name": "burst", "role": "read", "sha256": hash_key(BURST)},
+        {"name": "shop-page", "role": "widget", "sha256": hash_key(WIDGET)},
     ])
     .to_string();
     let s = start(
         &dir,
-        &[NO_CHAT, ("AISLE_AUTH_KEYS", &keys), ("AISLE_AUTH_RATE_PER_SEC", "1"), ("AISLE_AUTH_BURST", "30")],
+        &[
+            NO_CHAT,
+            ("AISLE_AUTH_KEYS", &keys),
+            ("AISLE_AUTH_RATE_PER_SEC", "1"),
+            ("AISLE_AUTH_BURST", "30"),
+            ("AISLE_SERVER_CORS_ORIGINS", "https://shop.example"),
+        ],
     );
     // No endpoint but the probes works without a key, or with a wrong one.
     for rule in rules() {
@@ -330,6 +338,89 @@ fn api_keys_roles_limits_and_the_audit_log() {
         assert!(started.elapsed() < Duration::from_secs(10), "the new key was not picked up");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A widget key (visible in a shop's pages) does what a shopper's page does, nothing else.
+    let shopper_event = json!({"customer_id": "widget-shopper", "product_id": "el-0117", "kind": "view"});
+    let widget_allowed = [
+        ("POST", "/v1/search", Some(json!({"query": "headphones"}))),
+        ("GET", "/v1/products/el-0117/similar", None),
+        ("GET", "/v1/trending", None),
+        ("POST", "/v1/recommendations", Some(json!({"session": {"items": ["el-0117"]}}))),
+        ("POST", "/v1/events", Some(shopper_event)),
+        ("GET", "/v1/whoami", None),
+    ];
+    for (method, path, body) in widget_allowed {
+        let (status, _, v) = call(method, &s.url(path), Some(WIDGET), body.as_ref());
+        assert!((200..300).contains(&status), "widget {method} {path}: {status} {v}");
+    }
+    let widget_denied = [
+        ("GET", "/v1/products"),
+        ("GET", "/v1/products/el-0117"),
+        ("GET", "/v1/customers/auth-customer"),
+        ("PUT", "/v1/customers/auth-customer"),
+        ("GET", "/v1/customers/auth-customer/recommendations"),
+        ("GET", "/v1/stats/recommendations"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/embeddings"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/assistant/sessions/some-session"),
+        ("GET", "/v1/reports"),
+    ];
+    for (method, path) in widget_denied {
+        let (status, _, v) = call(method, &s.url(path), Some(WIDGET), Some(&json!({})));
+        assert_eq!(status, 403, "widget {method} {path}: {v}");
+    }
+    // Who a key is; keys made and revoked over the API (admin only), at once.
+    for (key, name, role) in [(ADMIN, "ops", "admin"), (APP, "web", "app"), (READ, "dash", "read")] {
+        let (status, _, v) = call("GET", &s.url("/v1/whoami"), Some(key), None);
+        assert_eq!((status, v), (200, json!({"name": name, "role": role, "auth": "keys"})));
+    }
+    let made = json!({"name": "console-made", "role": "app"});
+    assert_eq!(call("POST", &s.url("/v1/admin/keys"), Some(APP), Some(&made)).0, 403);
+    let (status, _, created) = call("POST", &s.url("/v1/admin/keys"), Some(ADMIN), Some(&made));
+    assert_eq!(status, 201, "{created}");
+    let new_key = created["key"].as_str().unwrap().to_string();
+    assert_eq!(call("GET", &s.url("/v1/whoami"), Some(&new_key), None).2["role"], "app", "usable at once");
+    assert_eq!(call("POST", &s.url("/v1/admin/keys"), Some(ADMIN), Some(&made)).0, 409, "names are unique");
+    let bad = json!({"name": "", "role": "owner"});
+    let (status, _, v) = call("POST", &s.url("/v1/admin/keys"), Some(ADMIN), Some(&bad));
+    assert_eq!(status, 400, "{v}");
+    let (_, _, listed) = call("GET", &s.url("/v1/admin/keys"), Some(ADMIN), None);
+    assert!(
+        !listed.to_string().contains(&new_key) && !listed.to_string().contains(&hash_key(&new_key)),
+        "never the key or its whole hash"
+    );
+    let names: Vec<(&str, bool)> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["name"].as_str().unwrap(), k["configured"].as_bool().unwrap()))
+        .collect();
+    assert!(names.contains(&("console-made", false)) && names.contains(&("ops", true)), "{names:?}");
+    assert_eq!(
+        call("DELETE", &s.url("/v1/admin/keys/ops"), Some(ADMIN), None).0,
+        409,
+        "configured keys are revoked in the configuration"
+    );
+    assert_eq!(call("DELETE", &s.url("/v1/admin/keys/console-made"), Some(ADMIN), None).0, 204);
+    assert_eq!(call("GET", &s.url("/v1/whoami"), Some(&new_key), None).0, 401, "revoked at once");
+    assert_eq!(call("DELETE", &s.url("/v1/admin/keys/console-made"), Some(ADMIN), None).0, 404);
+    let (status, _, config) = call("GET", &s.url("/v1/admin/config"), Some(ADMIN), None);
+    assert_eq!(status, 200);
+    assert!(!config.to_string().contains(&hash_key(ADMIN)), "key hashes are masked: {config}");
+    assert_eq!(config["auth"]["keys"][0]["sha256"], "***");
+    assert_eq!(call("GET", &s.url("/v1/admin/config"), Some(APP), None).0, 403);
+    // The widget's origin may call the API from a browser; another origin may not.
+    for (origin, allowed) in [("https://shop.example", true), ("https://elsewhere.example", false)] {
+        let r = crate::harness::client()
+            .request(reqwest::Method::OPTIONS, s.url("/v1/recommendations"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type")
+            .send()
+            .unwrap();
+        let allow = r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(allow.as_deref() == Some(origin), allowed, "{origin}: {allow:?}");
+    }
     // Rate limit: a burst of 30, then 1 per second; 429 with Retry-After above it.
     let mut limited = 0;
     for _ in 0..45 {
@@ -359,6 +450,14 @@ fn api_keys_roles_limits_and_the_audit_log() {
     let text = audit.to_string();
     assert!(!text.contains("auth-customer"), "customer ids are hashed in the audit log");
     assert!(text.contains("product:auth-p"));
+    assert!(has("ops", "DELETE /v1/admin/keys/{id}", 204) && text.contains("key:console-made"), "{audit}");
+    assert!(has("web", "POST /v1/admin/keys", 403), "{audit}");
+    let (_, _, filtered) = call("GET", &s.url("/v1/admin/audit?limit=1000&actor=web&action=keys"), Some(ADMIN), None);
+    let filtered = filtered["entries"].as_array().unwrap();
+    assert!(
+        !filtered.is_empty()
+            && filtered.iter().all(|e| e["actor"] == "web" && e["action"].as_str().unwrap().contains("keys"))
+    );
     assert!(files_containing(&dir, "auth-customer").is_empty());
 }
 
@@ -463,6 +562,22 @@ fn egress_inner() {
         ("GET", "/v1/admin/audit", "/v1/admin/audit", None),
         ("POST", "/v1/admin/retention", "/v1/admin/retention", None),
         ("POST", "/v1/admin/train", "/v1/admin/train", None),
+        ("GET", "/console", "/console", None),
+        ("GET", "/shop", "/shop", None),
+        ("GET", "/widget.js", "/widget.js", None),
+        ("GET", "/assets/ui.css", "/assets/ui.css", None),
+        ("GET", "/assets/ui.js", "/assets/ui.js", None),
+        ("GET", "/assets/console.js", "/assets/console.js", None),
+        ("GET", "/assets/shop.js", "/assets/shop.js", None),
+        ("GET", "/v1/whoami", "/v1/whoami", None),
+        ("GET", "/v1/stats/events", "/v1/stats/events?days=7", None),
+        ("GET", "/v1/reports", "/v1/reports", None),
+        ("GET", "/v1/products/{id}/text", "/v1/products/el-0118/text", None),
+        ("GET", "/v1/admin/config", "/v1/admin/config", None),
+        ("GET", "/v1/admin/keys", "/v1/admin/keys", None),
+        // Last: the first key closes the server to requests without one; the rest use it.
+        ("POST", "/v1/admin/keys", "/v1/admin/keys", Some(json!({"name": "egress", "role": "admin"}))),
+        ("DELETE", "/v1/admin/keys/{id}", "/v1/admin/keys/egress", None),
     ];
     for rule in rules() {
         assert!(
@@ -472,9 +587,13 @@ fn egress_inner() {
             rule.path
         );
     }
+    let mut key: Option<String> = None;
     for (method, _, path, body) in &calls {
-        let (status, _, v) = call(method, &s.url(path), None, body.as_ref());
+        let (status, _, v) = call(method, &s.url(path), key.as_deref(), body.as_ref());
         assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
+        if let Some(k) = v.get("key").and_then(Value::as_str) {
+            key = Some(k.to_string());
+        }
     }
     assert!(s.stop_wrapped().success());
     let trace = std::fs::read_to_string(&trace).unwrap();
