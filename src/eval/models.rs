@@ -1,4 +1,4 @@
-//! The models compared: TopPop, ItemKNN, EASE, iALS and content-only, and the item-item models
+//! The models compared: TopPop, ItemKNN, RP3beta, EASE, iALS and content-only, and the item-item models
 //! behind the hybrid's co_purchase source. The hybrid itself (these models' rankings fused by
 //! weighted reciprocal-rank fusion, as the server fuses its Qdrant prefetches) is in `report`.
 
@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use crate::recommend::cf::{AlsConfig, Factors, Interactions, train_als, train_ease, train_item_knn};
+use crate::recommend::cf::{AlsConfig, Factors, Interactions, train_als, train_ease, train_item_knn, train_rp3beta};
 
 /// A user's training history: (item, weight, time), oldest first.
 pub type History = Vec<(u32, f32, i64)>;
@@ -116,6 +116,15 @@ pub enum Scorer {
         /// Added to the cosine's denominator.
         shrink: f32,
     },
+    /// RP3beta: a three-step random walk, damped by popularity.
+    Rp3Beta {
+        /// Exponent of each step's transition probability.
+        alpha: f32,
+        /// Exponent of the target item's popularity in the denominator.
+        beta: f32,
+        /// Neighbours kept per item.
+        k: usize,
+    },
     /// EASE with L2 `reg`.
     Ease {
         /// L2 regularisation.
@@ -133,6 +142,7 @@ impl Scorer {
         match self {
             Scorer::TopPop => Trained::Pop(t.popularity.clone()),
             Scorer::ItemKnn { k, shrink } => Trained::Knn(train_item_knn(&t.matrix, *k, *shrink)),
+            Scorer::Rp3Beta { alpha, beta, k } => Trained::Knn(train_rp3beta(&t.matrix, *alpha, *beta, *k)),
             Scorer::Ease { reg } => Trained::Ease(t.n_items, train_ease(&t.matrix, *reg)),
             Scorer::Ials(c) => Trained::Als(train_als(&t.matrix, c, |_, _| {})),
             Scorer::Content => Trained::Content(vectors.expect("content needs item vectors").clone()),
@@ -140,8 +150,8 @@ impl Scorer {
     }
 }
 
-/// The item-item neighbours behind `co_purchase`: cosine item-kNN, or EASE's weights cut to
-/// each item's strongest `k` (both are sparse item-item rows, which is what the products'
+/// The item-item neighbours behind `co_purchase`: cosine item-kNN, RP3beta, or EASE's weights
+/// cut to each item's strongest `k` (both are sparse item-item rows, which is what the products'
 /// sparse `co` vectors hold in the server).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -152,6 +162,15 @@ pub enum ItemItem {
         k: usize,
         /// Shrink.
         shrink: f32,
+    },
+    /// RP3beta's random-walk neighbours.
+    Rp3Beta {
+        /// Step exponent.
+        alpha: f32,
+        /// Popularity exponent.
+        beta: f32,
+        /// Neighbours per item.
+        k: usize,
     },
     /// EASE, top `k` weights per item.
     Ease {
@@ -167,6 +186,7 @@ impl ItemItem {
     pub fn train(&self, m: &Interactions) -> Vec<Vec<(u32, f32)>> {
         match *self {
             ItemItem::Knn { k, shrink } => train_item_knn(m, k, shrink),
+            ItemItem::Rp3Beta { alpha, beta, k } => train_rp3beta(m, alpha, beta, k),
             ItemItem::Ease { reg, k } => ease_neighbours(m.n_items, &train_ease(m, reg), k),
         }
     }

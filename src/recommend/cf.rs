@@ -380,6 +380,39 @@ pub fn train_item_knn(data: &Interactions, k: usize, shrink: f32) -> Vec<Vec<(u3
         .collect()
 }
 
+/// RP3beta (Paudel et al. 2016, as tuned by Dacrema et al. 2019): the probability of a
+/// three-step random walk item -> user -> item on the binary interaction graph, each step's
+/// transition probability raised to `alpha`, divided by the target item's popularity raised to
+/// `beta` (so that popular items do not win every walk). Returns, per item, its `k` strongest
+/// neighbours (the items it leads to), like [`train_item_knn`].
+pub fn train_rp3beta(data: &Interactions, alpha: f32, beta: f32, k: usize) -> Vec<Vec<(u32, f32)>> {
+    let n = data.n_items;
+    let user_step: Vec<f32> =
+        data.by_user.iter().map(|r| if r.is_empty() { 0.0 } else { (1.0 / r.len() as f32).powf(alpha) }).collect();
+    let item_step: Vec<f32> =
+        data.by_item.iter().map(|c| if c.is_empty() { 0.0 } else { (1.0 / c.len() as f32).powf(alpha) }).collect();
+    let damp: Vec<f32> =
+        data.by_item.iter().map(|c| if c.is_empty() { 0.0 } else { (c.len() as f32).powf(-beta) }).collect();
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut walk = vec![0f32; n];
+            for &(u, _) in &data.by_item[i] {
+                let p = item_step[i] * user_step[u as usize];
+                for &(j, _) in &data.by_user[u as usize] {
+                    walk[j as usize] += p;
+                }
+            }
+            walk[i] = 0.0;
+            let mut out: Vec<(u32, f32)> =
+                walk.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(j, w)| (j as u32, w * damp[j])).collect();
+            out.sort_by(|a, b| b.1.total_cmp(&a.1));
+            out.truncate(k);
+            out
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +422,29 @@ mod tests {
         let t =
             [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (3, 4), (4, 3), (4, 4), (5, 2), (5, 3)];
         Interactions::new(6, 5, t.iter().map(|&(u, i)| (u, i, 1.0)))
+    }
+
+    #[test]
+    fn rp3beta_walks_within_taste_groups_and_damps_popular_items() {
+        let data = toy();
+        // alpha 1, beta 0: each item's walk probabilities (its own return excluded) sum to at most 1.
+        let plain = train_rp3beta(&data, 1.0, 0.0, 10);
+        for (i, row) in plain.iter().enumerate() {
+            let total: f32 = row.iter().map(|x| x.1).sum();
+            assert!(total > 0.0 && total <= 1.0 + 1e-6, "item {i}: {total}");
+            assert!(row.windows(2).all(|w| w[0].1 >= w[1].1), "strongest first");
+            assert!(row.iter().all(|x| x.0 as usize != i), "no self-loop");
+        }
+        // Item 0's walks reach item 1 (its group) before items 3 and 4 (the other group's).
+        let rank = |row: &[(u32, f32)], j: u32| row.iter().position(|x| x.0 == j).unwrap_or(usize::MAX);
+        assert!(rank(&plain[0], 1) < rank(&plain[0], 3).min(rank(&plain[0], 4)), "{:?}", plain[0]);
+        // Item 1 (the most popular, 3 users) loses weight with beta > 0 relative to beta 0.
+        let damped = train_rp3beta(&data, 1.0, 0.8, 10);
+        let weight = |row: &[(u32, f32)], j: u32| row.iter().find(|x| x.0 == j).map(|x| x.1).unwrap_or(0.0);
+        let share = |row: &[(u32, f32)]| weight(row, 1) / row.iter().map(|x| x.1).sum::<f32>();
+        assert!(share(&damped[2]) < share(&plain[2]), "{:?} vs {:?}", damped[2], plain[2]);
+        // k cuts each row.
+        assert!(train_rp3beta(&data, 0.5, 0.3, 1).iter().all(|r| r.len() <= 1));
     }
 
     #[test]

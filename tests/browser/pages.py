@@ -415,7 +415,7 @@ def run(pw):
             ctx.close()
 
     if SECOND:
-        @check("shop over a second catalog: categories, a category page, a product, recommendations")
+        @check("shop over a second catalog: categories, a product, recommendations, download and erase")
         def second():
             global URL
             first_url, URL = URL, SECOND
@@ -432,6 +432,22 @@ def run(pw):
                 page.goto(SECOND + "/shop#/")
                 page.wait_for_selector("#recommended .product")
                 print(f"MEASURED second catalog categories: {cats[:8]}", flush=True)
+                # "Your data" on a server that lets the shop do everything (open on loopback):
+                # download, then erase after the shopper confirms.
+                page.click("text=Your data")
+                page.wait_for_selector("#stored-history li")
+                shopper = page.inner_text("#shopper-id")
+                with page.expect_download() as dl:
+                    page.click("button:has-text('Download my data')")
+                mine = json.loads(open(dl.value.path()).read())
+                assert mine["customer_id"] == shopper and mine["events"], mine.keys()
+                page.once("dialog", lambda d: d.accept())
+                page.click("button:has-text('Erase my data')")
+                page.wait_for_selector("text=Erased.")
+                req = urllib.request.Request(f"{SECOND}/v1/customers/{urllib.parse.quote(shopper)}/export")
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    gone = json.loads(r.read().decode())
+                assert gone["events"] == [] and gone["profile"] is None, gone
                 no_errors(page)
                 ctx.close()
             finally:
