@@ -60,6 +60,9 @@ serve() {
 }
 
 data=$(mktemp -d); dirs+=("$data")
+# A configured pseudonym secret (for this store from its first write), which the console's
+# configuration page must not show.
+export AISLE_PRIVACY_SECRET=$("$py" -c 'import secrets; print(secrets.token_hex(16))')
 started=$SECONDS
 "$bin" import products data/demo/products.ndjson --data-dir "$data" > /dev/null 2> "$out/import.log"
 echo "browser: imported the demo catalog in $((SECONDS - started))s"
@@ -87,7 +90,8 @@ cat > "$site/index.html" <<EOF
 EOF
 (cd "$site" && exec "$py" -m http.server "$site_port" --bind 127.0.0.1 > "$out/site.log" 2>&1) &
 pids+=($!)
-unset AISLE_SERVER_CORS_ORIGINS
+export BROWSER_SECRET=$AISLE_PRIVACY_SECRET
+unset AISLE_SERVER_CORS_ORIGINS AISLE_PRIVACY_SECRET
 
 # The second catalog, on a server without keys (open on loopback).
 second=$(mktemp -d); dirs+=("$second")

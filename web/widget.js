@@ -72,7 +72,8 @@
   }
   function card(p, why, recId) {
     var c = el('div', { class: 'card', 'data-id': p.id });
-    var a = el('a', { href: p.url || '#' }, p.title);
+    // Only web links (the catalog checks this too): never a javascript: URL in the shop's page.
+    var a = el('a', { href: /^https?:\/\//i.test(p.url || '') ? p.url : '#' }, p.title);
     a.addEventListener('click', function () { events('click', [p.id], recId); });
     c.appendChild(a);
     c.appendChild(el('span', { class: 'price' }, money(p.price, p.currency)));

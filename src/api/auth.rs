@@ -1,8 +1,9 @@
 //! Authentication, authorization, limits and the audit trail, in one middleware over every
 //! route.
 //!
-//! Each endpoint's rule (`Public` for the probes and the API document, or a role: `read` <
-//! `app` < `admin`, and `widget` keys on the routes a shopper's page calls) is given where the route is registered (`openapi::Api::route`), so the
+//! Each endpoint's rule (`Public` for the probes, the pages and the API document; a least role:
+//! `read` < `app` < `admin`; or `Shopper`, a least role and also `widget` keys, on the routes a
+//! shopper's page calls) is given where the route is registered (`openapi::Api::route`), so the
 //! router, this table and the OpenAPI document come from one list. A matched route missing from
 //! the table would need `admin` (closed by default). With API keys configured, a request
 //! without a valid key gets 401 (with `WWW-Authenticate`), a key whose role is too low 403. Per-key rate and concurrency limits

@@ -240,14 +240,17 @@ async fn config(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
     Ok(Json(v))
 }
 
-/// Replace the value of every key that names a secret with `***`.
+/// Replace the value of every key that names a secret (`secret`, `qdrant_api_key`, `sha256`,
+/// ...; not `max_tokens`) with `***`, unless it is unset (null or empty), which stays visible.
 fn mask_secrets(v: &mut Value) {
     const SECRET: [&str; 6] = ["secret", "password", "api_key", "sha256", "token", "pepper"];
     match v {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                if SECRET.iter().any(|s| k.contains(s)) && !val.is_null() {
+                let names_secret = SECRET.iter().any(|s| k == *s || k.ends_with(&format!("_{s}")));
+                let unset = val.is_null() || val.as_str().is_some_and(str::is_empty);
+                if names_secret && !unset {
                     *val = Value::String("***".into());
                 } else {
                     mask_secrets(val);
@@ -373,15 +376,19 @@ mod tests {
     fn secrets_are_masked_at_any_depth() {
         let mut v = serde_json::json!({
             "auth": {"keys": [{"name": "a", "role": "admin", "sha256": "abc"}], "open": false},
-            "store": {"api_key": "k", "url": "http://q"},
-            "privacy": {"pseudonym_secret": null},
+            "store": {"qdrant_api_key": "k", "qdrant_url": "http://q"},
+            "privacy": {"secret": "s3cret", "pseudonym_secret": null},
+            "chat": {"default_max_tokens": 256, "auth_token": ""},
         });
         mask_secrets(&mut v);
         assert_eq!(v["auth"]["keys"][0]["sha256"], "***");
         assert_eq!(v["auth"]["keys"][0]["name"], "a");
-        assert_eq!(v["store"]["api_key"], "***");
-        assert_eq!(v["store"]["url"], "http://q");
+        assert_eq!(v["store"]["qdrant_api_key"], "***");
+        assert_eq!(v["store"]["qdrant_url"], "http://q");
+        assert_eq!(v["privacy"]["secret"], "***");
         assert!(v["privacy"]["pseudonym_secret"].is_null(), "an unset secret stays visibly unset");
+        assert_eq!(v["chat"]["default_max_tokens"], 256, "a setting that merely contains 'token' is shown");
+        assert_eq!(v["chat"]["auth_token"], "");
     }
 
     #[test]

@@ -20,14 +20,15 @@ use subtle::ConstantTimeEq;
 use crate::config::ApiKeyConfig;
 use crate::error::{Error, Result};
 
-/// What a key may do. Each role includes the ones below it.
+/// What a key may do. From `read` up, each role includes the ones below it; `widget` stands
+/// apart (lowest in the order, so no route that names a least role admits it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// For pages shoppers load (the embeddable widget): only what a shopper's page does, on the
-    /// routes registered as `Access::Shopper` (products, search, similar, trending,
-    /// recommendations, events, the assistant). Never customers' data, statistics, metrics, the
-    /// OpenAI-compatible endpoints or anything of `read` beyond those. Below `read`.
+    /// For pages shoppers load (the embeddable widget), where the key is public: only the routes
+    /// registered as `Access::Shopper` (search, similar, trending, recommendations, events, the
+    /// assistant's chat, whoami). Never customers' data, product listings, statistics, metrics
+    /// or the OpenAI-compatible endpoints.
     Widget,
     /// Read the catalog, search, trending, statistics, models, metrics.
     Read,
@@ -116,10 +117,14 @@ pub fn write_keys_file(path: &Path, keys: &[StoredKey]) -> Result<()> {
     super::write_private(path, &body)
 }
 
+/// Key changes of this process, one at a time (the file is read, changed and written whole).
+static KEYS_FILE_WRITER: Mutex<()> = Mutex::new(());
+
 /// Add a key named `name` with `role` to the keys file under `data_dir` (and seal the
 /// directory: from now on, no keys means closed). The key is returned once and stored only
 /// hashed.
 pub fn create_key(data_dir: &Path, name: &str, role: Role) -> Result<(String, StoredKey)> {
+    let _one_writer = KEYS_FILE_WRITER.lock();
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(Error::invalid("/name", "must be 1 to 100 characters, none of them control characters"));
@@ -140,6 +145,7 @@ pub fn create_key(data_dir: &Path, name: &str, role: Role) -> Result<(String, St
 
 /// Remove the key named `name` from the keys file under `data_dir` (404 if there is none).
 pub fn revoke_key(data_dir: &Path, name: &str) -> Result<()> {
+    let _one_writer = KEYS_FILE_WRITER.lock();
     let path = keys_file(data_dir);
     let mut keys = read_keys_file(&path)?;
     let before = keys.len();

@@ -142,7 +142,10 @@ def run(pw):
             page.wait_for_selector("main h1")
             page.wait_for_load_state("networkidle")
             assert not unlabelled(page), f"#/{p}: unlabelled controls {unlabelled(page)}"
-        assert "***" in page.inner_text("#config-json"), "the configuration shows masked secrets"
+        config = json.loads(page.inner_text("#config-json"))
+        assert config["privacy"]["secret"] == "***", config["privacy"]
+        assert os.environ["BROWSER_SECRET"] not in page.content(), "the secret is not in the page"
+        assert isinstance(config["chat"]["default_max_tokens"], int), "only secrets are masked"
         no_errors(page, allow=("401",))  # before sign-in, and the wrong key
         ctx.close()
 
