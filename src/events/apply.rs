@@ -70,7 +70,8 @@ impl Events {
         self.count_co_purchases(&events, consents, &mut tallies).await?;
         self.catalog.add_signals(tallies).await?;
 
-        // Live profiles (read-modify-write within this process under the product-write lock).
+        // Live profiles (read-modify-write under the profiles' lock: a consent update at the same
+        // time must not overwrite the history these events add, nor these events its consent).
         let personal: Vec<&Event> = events
             .iter()
             .copied()
@@ -79,7 +80,7 @@ impl Events {
         if personal.is_empty() {
             return Ok(());
         }
-        let _writes = self.catalog.product_writes().lock().await;
+        let _writes = self.profiles.writes().lock().await;
         let profiles = self.profiles.load_keys(personal.iter().filter_map(|e| e.customer.clone()).collect()).await?;
         let mut involved: Vec<String> = personal.iter().map(|e| e.product_id.clone()).collect();
         for p in profiles.values() {
@@ -89,6 +90,7 @@ impl Events {
         involved.dedup();
         let vectors: HashMap<String, Vec<f32>> =
             self.catalog.signals(&involved, true).await?.into_iter().filter_map(|(k, s)| Some((k, s.text?))).collect();
+        crate::fault::stall("profiles.rmw").await;
         self.profiles.apply(profiles, &personal, &vectors, &self.config, |k, v| self.weight(k, v)).await
     }
 

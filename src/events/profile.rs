@@ -6,6 +6,7 @@
 //! length is kept in the payload (`taste_norm`) beside its total weight (`taste_mass`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,10 @@ pub struct Profiles {
     keys: Keyring,
     implicit_consent: bool,
     redactor: Redactor,
+    /// Held by every read-modify-write of stored profiles in this process (consent and
+    /// attribute updates, events applied to history and taste), so neither loses the other's
+    /// change.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The customers collection's layout for an embedding model of `dim` dimensions.
@@ -165,7 +170,7 @@ impl Profiles {
         redactor: Redactor,
     ) -> Result<Self> {
         store.ensure_collection(&collection_spec(dim)).await?;
-        Ok(Self { store, keys, implicit_consent, redactor })
+        Ok(Self { store, keys, implicit_consent, redactor, writes: Arc::default() })
     }
 
     /// Rewrite the customers collection from its live points (after erasure).
@@ -196,6 +201,7 @@ impl Profiles {
 
     /// Delete a customer's stored profile (erasure).
     pub async fn delete_key(&self, key: &str) -> Result<()> {
+        let _writes = self.writes.lock().await;
         self.store.delete(CUSTOMERS, vec![customer_point(key)]).await
     }
 
@@ -286,6 +292,7 @@ impl Profiles {
         if !errors.is_empty() {
             return Err(Error::Invalid(errors));
         }
+        let _writes = self.writes.lock().await;
         let mut profile = self.get(customer_id).await?;
         let created = !profile.exists;
         if let Some(c) = input.consent {
@@ -311,9 +318,16 @@ impl Profiles {
             }
         }
         profile.updated_at = Utc::now();
+        crate::fault::stall("profiles.rmw").await;
         self.save(vec![&profile]).await?;
         profile.exists = true;
         Ok((profile, created))
+    }
+
+    /// The lock of profile read-modify-writes (see [`Profiles::put`]); a caller that loads,
+    /// changes and saves profiles holds it throughout.
+    pub fn writes(&self) -> &Arc<tokio::sync::Mutex<()>> {
+        &self.writes
     }
 
     /// A new, unstored profile for a customer id (the default consent).
@@ -359,8 +373,10 @@ impl Profiles {
         self.store.upsert(CUSTOMERS, points).await
     }
 
-    /// Apply personal events (consent already checked) to their profiles and save them.
-    /// `vectors` holds the text vectors of the products involved.
+    /// Apply personal events to their profiles and save the ones they changed. The caller holds
+    /// [`Profiles::writes`] from loading `profiles` to this; an event whose profile (as loaded)
+    /// no longer has personalization consent is skipped. `vectors` holds the text vectors of
+    /// the products involved.
     pub async fn apply(
         &self,
         mut profiles: HashMap<String, Profile>,
@@ -372,9 +388,13 @@ impl Profiles {
         let half_life = config.taste_half_life_days * 86_400.0;
         let mut ordered: Vec<&&Event> = events.iter().collect();
         ordered.sort_by_key(|e| e.timestamp);
+        let mut touched = std::collections::HashSet::new();
         for e in ordered {
             let Some(key) = &e.customer else { continue };
-            let Some(p) = profiles.get_mut(key) else { continue };
+            // Consent as stored now (read under the lock): withdrawn since the event was
+            // accepted means nothing is added.
+            let Some(p) = profiles.get_mut(key).filter(|p| p.consent.personalization) else { continue };
+            touched.insert(key.clone());
             let ts = e.timestamp.timestamp();
             if e.kind != Kind::Impression {
                 p.history.insert(0, HistoryItem { product_id: e.product_id.clone(), kind: e.kind, ts });
@@ -392,7 +412,7 @@ impl Profiles {
             }
             p.updated_at = Utc::now();
         }
-        let changed: Vec<&Profile> = profiles.values().collect();
+        let changed: Vec<&Profile> = profiles.values().filter(|p| touched.contains(&p.key)).collect();
         self.save(changed).await
     }
 }

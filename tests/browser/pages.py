@@ -426,6 +426,9 @@ def run(pw):
                 ctx, page = new_page(browser)  # this server has no keys: open on loopback
                 page.goto(SECOND + "/shop")
                 page.click("#consent-yes")
+                # Answered (stored) before anything is viewed: a view sent while the answer is
+                # on its way counts under the consent the shopper had then (none).
+                page.wait_for_selector("#consent", state="hidden")
                 page.wait_for_selector("#cats a")
                 cats = page.locator("#cats a").all_inner_texts()
                 page.locator("#cats a").first.click()
@@ -435,6 +438,14 @@ def run(pw):
                 page.goto(SECOND + "/shop#/")
                 page.wait_for_selector("#recommended .product")
                 print(f"MEASURED second catalog categories: {cats[:8]}", flush=True)
+                # The page sends its view without waiting for it; "Your data" shows what is
+                # stored when it opens, so wait until the view is.
+                me = urllib.parse.quote(page.evaluate("localStorage.getItem('aisle.shop.customer')"))
+                for _ in range(60):
+                    with urllib.request.urlopen(f"{SECOND}/v1/customers/{me}", timeout=60) as r:
+                        if json.loads(r.read().decode())["history"]:
+                            break
+                    time.sleep(0.5)
                 # "Your data" on a server that lets the shop do everything (open on loopback):
                 # download, then erase after the shopper confirms.
                 page.click("text=Your data")

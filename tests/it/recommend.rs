@@ -431,3 +431,62 @@ fn statistics_add_up_from_the_events_sent() {
     check(&server);
     server.stop();
 }
+
+#[test]
+fn consent_updates_and_events_at_once_lose_nothing() {
+    // A shop sends a shopper's views while the same shopper's record is updated (attributes,
+    // consent): each is a read-modify-write of one stored profile, and neither may undo the
+    // other's change. The fault point holds every such write open a quarter of a second, so
+    // that the requests below overlap whatever the machine's speed.
+    let dir = crate::harness::demo_copy("profile-race");
+    let s = &Server::start(&dir, &[("AISLE_FAULT", "profiles.rmw")]);
+    customer(s, "rec-race", true, true);
+    let products: Vec<String> = (1..=8).map(|i| format!("el-{:04}", 200 + i)).collect();
+    let views_done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Updates back to back for as long as the views take: every moment some update has
+        // read the profile and not yet written it.
+        let updates = scope.spawn(|| {
+            let mut n = 0;
+            while !views_done.load(std::sync::atomic::Ordering::SeqCst) && n < 400 {
+                let body = json!({"attributes": {"tier": format!("t{n}")}, "consent": {"personalization": true}});
+                let (status, v) = put(&s.url("/v1/customers/rec-race"), &body);
+                assert_eq!(status, 200, "{v}");
+                n += 1;
+            }
+            n
+        });
+        let views: Vec<_> = products
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                scope.spawn(move || {
+                    let e = json!([{"id": format!("race-{i}"), "customer_id": "rec-race", "product_id": p, "kind": "view"}]);
+                    assert_eq!(events(s, e)["accepted"], 1);
+                })
+            })
+            .collect();
+        views.into_iter().for_each(|v| v.join().unwrap());
+        views_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(updates.join().unwrap() > 1, "updates ran while the views were applied");
+    });
+    let (_, profile) = get(&s.url("/v1/customers/rec-race"));
+    let mut seen: Vec<String> =
+        profile["history"].as_array().unwrap().iter().map(|h| h["product_id"].as_str().unwrap().to_string()).collect();
+    seen.sort();
+    assert_eq!(seen, products, "every view is in the history");
+    assert_eq!(profile["has_taste"], true);
+    // Withdrawn while views are on their way: none of them is kept.
+    std::thread::scope(|scope| {
+        scope.spawn(|| customer(s, "rec-race", false, false));
+        for (i, p) in products.iter().enumerate() {
+            scope.spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let e = json!([{"id": format!("race-late-{i}"), "customer_id": "rec-race", "product_id": p, "kind": "view"}]);
+                events(s, e);
+            });
+        }
+    });
+    let (_, profile) = get(&s.url("/v1/customers/rec-race"));
+    assert_eq!((profile["history"].clone(), profile["has_taste"].clone()), (json!([]), json!(false)), "{profile}");
+}
