@@ -15,6 +15,7 @@ const PAGES = [
   { group: 'Shop', id: 'overview', title: 'Overview', role: 'read', show: overview },
   { group: 'Shop', id: 'catalog', title: 'Catalog', role: 'read', show: catalog },
   { group: 'Shop', id: 'customers', title: 'Customers', role: 'app', show: customers },
+  { group: 'Shop', id: 'rules', title: 'Merchandising rules', role: 'read', show: rules },
   { group: 'Try', id: 'recommend', title: 'Recommendations', role: 'app', show: recommendPlayground },
   { group: 'Try', id: 'assistant', title: 'Assistant', role: 'app', show: assistantPlayground },
   { group: 'Measure', id: 'reports', title: 'Evaluation & benchmarks', role: 'read', show: reports },
@@ -551,6 +552,63 @@ async function keys(main) {
       await load();
     } catch (e) { fill(shown, errorBox(e)); }
   } }, h('label', { for: 'key-name' }, 'Name', name), h('label', { for: 'key-role' }, 'Role', role), h('button', { type: 'submit' }, 'Create key')), shown, list);
+  await load();
+}
+
+// ---------- Merchandising rules ----------
+async function rules(main) {
+  fill(main, h('h1', {}, 'Merchandising rules'),
+    h('p', { class: 'muted' }, 'Pin, boost, bury, hide or cap products, categories or brands in every recommendation list, for a time window if given. Items say which rule moved them.'));
+  const list = h('div');
+  const shown = h('div', { 'aria-live': 'polite' });
+  const csv = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const targets = (r) => [['products', r.spec.products], ['categories', r.spec.categories], ['brands', r.spec.brands]]
+    .filter(([, v]) => v && v.length).map(([k, v]) => `${k}: ${v.join(', ')}`).join('; ');
+  const detail = (r) => [r.spec.position && `position ${r.spec.position}`, r.spec.weight && `weight ${r.spec.weight}`,
+    r.spec.per && `at most ${r.spec.max} per ${r.spec.per}`].filter(Boolean).join(', ');
+  const span = (r) => [r.spec.starts_at && `from ${new Date(r.spec.starts_at).toLocaleString()}`,
+    r.spec.ends_at && `until ${new Date(r.spec.ends_at).toLocaleString()}`].filter(Boolean).join(' ') || 'always';
+  const load = async () => {
+    const r = await api('/v1/rules');
+    fill(list, r.rules.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'rules-table' },
+      h('thead', {}, h('tr', {}, ['rule', 'action', 'targets', 'settings', 'window', 'in effect', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, r.rules.map((x) => h('tr', {}, h('td', {}, h('code', {}, x.id)), h('td', {}, x.spec.action), h('td', {}, targets(x)),
+        h('td', {}, detail(x)), h('td', {}, span(x)), h('td', {}, x.in_effect ? 'yes' : 'no'),
+        h('td', {}, can('admin') ? h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${x.id}`, onclick: () =>
+          confirmThen(`Delete the rule ${x.id}?`, 'Delete', async () => { await api(`/v1/rules/${encodeURIComponent(x.id)}`, { method: 'DELETE' }); await load(); }, shown) }, 'Delete') : null))))))
+      : h('p', { class: 'muted' }, 'No rules.'));
+  };
+  if (can('admin')) {
+    const field = (id, label, input) => h('label', { for: id }, label, input);
+    const id = h('input', { id: 'rule-id', required: true, maxlength: 64, pattern: '[A-Za-z0-9_\\-]+' });
+    const action = h('select', { id: 'rule-action' }, ['pin', 'boost', 'bury', 'hide', 'cap'].map((a) => h('option', { value: a }, a)));
+    const products = h('input', { id: 'rule-products', placeholder: 'ids, comma separated' });
+    const categories = h('input', { id: 'rule-categories', placeholder: 'comma separated' });
+    const brands = h('input', { id: 'rule-brands', placeholder: 'comma separated' });
+    const position = h('input', { id: 'rule-position', type: 'number', min: 1, max: 100 });
+    const weight = h('input', { id: 'rule-weight', type: 'number', min: 0, max: 100, step: 'any' });
+    const per = h('select', { id: 'rule-per' }, ['', 'brand', 'category'].map((a) => h('option', { value: a }, a || '–')));
+    const max = h('input', { id: 'rule-max', type: 'number', min: 1, max: 100 });
+    const starts = h('input', { id: 'rule-starts', type: 'datetime-local' });
+    const ends = h('input', { id: 'rule-ends', type: 'datetime-local' });
+    const note = h('input', { id: 'rule-note', maxlength: 500 });
+    main.append(h('form', { class: 'panel row', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const body = { action: action.value, products: csv(products.value), categories: csv(categories.value), brands: csv(brands.value) };
+      const number = (el) => (el.value === '' ? undefined : Number(el.value));
+      Object.assign(body, { position: number(position), weight: number(weight), max: number(max), per: per.value || undefined, note: note.value || undefined,
+        starts_at: starts.value ? new Date(starts.value).toISOString() : undefined, ends_at: ends.value ? new Date(ends.value).toISOString() : undefined });
+      try {
+        await api(`/v1/rules/${encodeURIComponent(id.value.trim())}`, { method: 'PUT', body });
+        fill(shown, h('div', { class: 'ok' }, `Rule “${id.value.trim()}” saved.`));
+        await load();
+      } catch (e) { fill(shown, errorBox(e)); }
+    } }, field('rule-id', 'Rule id', id), field('rule-action', 'Action', action), field('rule-products', 'Products', products),
+    field('rule-categories', 'Categories', categories), field('rule-brands', 'Brands', brands), field('rule-position', 'Pin position', position),
+    field('rule-weight', 'Boost weight', weight), field('rule-per', 'Cap per', per), field('rule-max', 'Cap max', max),
+    field('rule-starts', 'From', starts), field('rule-ends', 'Until', ends), field('rule-note', 'Note', note), h('button', { type: 'submit' }, 'Save rule')));
+  }
+  main.append(shown, list);
   await load();
 }
 

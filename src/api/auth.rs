@@ -66,6 +66,8 @@ pub enum Subject {
     Product,
     /// Audited; the subject is an API key's name.
     Key,
+    /// Audited; the subject is a merchandising rule's id.
+    Rule,
 }
 
 /// One endpoint's rule.
@@ -149,6 +151,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         }
         (Subject::Product, Some(r)) => path_id(&r.path, req.uri().path()).map(|id| format!("product:{id}")),
         (Subject::Key, Some(r)) => path_id(&r.path, req.uri().path()).map(|id| format!("key:{id}")),
+        (Subject::Rule, Some(r)) => path_id(&r.path, req.uri().path()).map(|id| format!("rule:{id}")),
         _ => None,
     };
     // The entry is synced to disk on the blocking pool (not on an async worker) before the

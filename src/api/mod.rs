@@ -19,6 +19,7 @@ pub mod pages;
 pub mod problem;
 pub mod products;
 pub mod recommend;
+pub mod rules;
 pub mod search;
 
 use std::sync::{Arc, OnceLock};
@@ -107,6 +108,7 @@ pub fn api() -> openapi::Api {
         .merge(customers::routes())
         .merge(events::routes())
         .merge(recommend::routes())
+        .merge(rules::routes())
         .merge(metrics::routes())
         .merge(admin::routes())
         .merge(assistant::routes())

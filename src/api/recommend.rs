@@ -1,6 +1,7 @@
 //! `POST /v1/recommendations` (anonymous sessions or known customers), `GET /v1/trending`,
-//! and `GET /v1/stats/recommendations`. Personalised recommendations for a customer are at
-//! `GET /v1/customers/{id}/recommendations` (see `customers.rs`), with the same parameters.
+//! `GET /v1/stats/recommendations`, `/v1/stats/experiments/{name}` and `/v1/stats/exposure`.
+//! Personalised recommendations for a customer are at `GET /v1/customers/{id}/recommendations`
+//! (see `customers.rs`), with the same parameters.
 
 use std::collections::HashMap;
 
@@ -13,12 +14,14 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::{Access, Subject};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{JsonBody, PathId, QueryParams};
 use super::openapi::Api;
 use super::problem::ApiError;
 use crate::catalog::{ProductFilter, SearchHit};
 use crate::error::{Error, FieldError};
 use crate::privacy::apikeys::Role;
+use crate::recommend::experiments::{self, ExperimentReport};
+use crate::recommend::exposure::ExposureReport;
 use crate::recommend::stats::StatsReport;
 use crate::recommend::{RecommendRequest, Recommendations, SourceName};
 
@@ -31,6 +34,8 @@ pub fn routes() -> Api {
         .route(shop_app, Subject::None, routes!(recommend))
         .route(shop_read, Subject::None, routes!(trending))
         .route(read, Subject::None, routes!(stats))
+        .route(read, Subject::None, routes!(experiment_stats))
+        .route(read, Subject::None, routes!(exposure))
 }
 
 /// Query parameters of `GET /v1/customers/{id}/recommendations`.
@@ -74,6 +79,7 @@ impl RecommendParams {
         let exclude = split(self.exclude);
         Ok(RecommendRequest {
             customer_id,
+            session_id: None,
             session_items: split(self.session),
             limit: self.limit,
             filter: ProductFilter {
@@ -92,7 +98,12 @@ impl RecommendParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Session {
+    /// The session's id (as sent with its events): assigns an anonymous shopper to the
+    /// variants of experiments. Optional.
+    #[schema(min_length = 1, max_length = 200)]
+    id: Option<String>,
     /// Product ids seen in this session, most recent first.
+    #[serde(default)]
     items: Vec<String>,
 }
 
@@ -137,9 +148,14 @@ async fn recommend(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RecommendBody>,
 ) -> Result<Json<Recommendations>, ApiError> {
+    let (session_id, session_items) = body.session.map(|s| (s.id, s.items)).unwrap_or_default();
+    if session_id.as_ref().is_some_and(|s| s.is_empty() || s.chars().count() > 200) {
+        return Err(Error::Invalid(vec![FieldError::new("/session/id", "must be 1 to 200 characters")]).into());
+    }
     let request = RecommendRequest {
         customer_id: body.customer_id,
-        session_items: body.session.map(|s| s.items).unwrap_or_default(),
+        session_items,
+        session_id,
         limit: body.limit,
         filter: body.filters.unwrap_or_default(),
         exclude_purchased: body.exclude_purchased,
@@ -204,6 +220,14 @@ struct StatsParams {
     to: Option<NaiveDate>,
 }
 
+impl StatsParams {
+    /// The days asked for. A `from` after `to` is an empty range: no days, zero counts.
+    fn range(&self) -> (NaiveDate, NaiveDate) {
+        let to = self.to.unwrap_or_else(|| Utc::now().date_naive());
+        (self.from.unwrap_or(to - chrono::Days::new(30)), to)
+    }
+}
+
 /// What recommendations led to (impressions, clicks, carts, purchases), per source and day.
 #[utoipa::path(get, path = "/v1/stats/recommendations", operation_id = "recommendationStats", tag = "recommendations",
     params(StatsParams), responses((status = 200, description = "The counters.", body = StatsReport)))]
@@ -211,8 +235,39 @@ async fn stats(
     State(state): State<AppState>,
     QueryParams(p): QueryParams<StatsParams>,
 ) -> Result<Json<StatsReport>, ApiError> {
-    let to = p.to.unwrap_or_else(|| Utc::now().date_naive());
-    // A `from` after `to` is an empty range: no days, zero counts.
-    let from = p.from.unwrap_or(to - chrono::Days::new(30));
+    let (from, to) = p.range();
     Ok(Json(state.services()?.recommender.stats().report(from, to).await?))
+}
+
+/// An experiment's report: per variant, impressions, CTR, add-to-cart, conversion and revenue
+/// per impression with 95% intervals, each variant against the control, and a verdict.
+#[utoipa::path(get, path = "/v1/stats/experiments/{name}", operation_id = "experimentStats", tag = "recommendations",
+    params(("name" = String, Path, description = "The experiment's name (`[[experiments]]`)."), StatsParams),
+    responses((status = 200, description = "The report.", body = ExperimentReport)))]
+async fn experiment_stats(
+    State(state): State<AppState>,
+    PathId(name): PathId,
+    QueryParams(p): QueryParams<StatsParams>,
+) -> Result<Json<ExperimentReport>, ApiError> {
+    let recommender = &state.services()?.recommender;
+    let Some(experiment) = recommender.experiments().iter().find(|e| e.name == name) else {
+        return Err(Error::not_found("experiment", name).into());
+    };
+    let (from, to) = p.range();
+    let counters = recommender.stats().variant_counters(&experiment.name, from, to).await?;
+    Ok(Json(experiments::report(experiment, &counters, from, to)))
+}
+
+/// Exposure of the lists served: impressions per popularity decile (long tail), catalog
+/// coverage, concentration (Gini), category and brand exposure against their share of the
+/// catalog and of purchases; per source and per experiment variant. It reads every response
+/// served in the period: meant for reports, not dashboards refreshed every second.
+#[utoipa::path(get, path = "/v1/stats/exposure", operation_id = "exposureStats", tag = "recommendations",
+    params(StatsParams), responses((status = 200, description = "The report.", body = ExposureReport)))]
+async fn exposure(
+    State(state): State<AppState>,
+    QueryParams(p): QueryParams<StatsParams>,
+) -> Result<Json<ExposureReport>, ApiError> {
+    let (from, to) = p.range();
+    Ok(Json(state.services()?.recommender.exposure(from, to).await?))
 }

@@ -64,7 +64,7 @@ impl Services {
         let (report, accepted) = self.events.ingest(inputs).await?;
         for e in &accepted {
             if let Some(rec) = e.rec_id {
-                self.recommender.stats().attribute(rec, &e.product_id, e.kind, e.timestamp).await?;
+                self.recommender.stats().attribute(rec, &e.product_id, e.kind, e.value, e.timestamp).await?;
             }
         }
         Ok(report)
@@ -176,8 +176,10 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             events.clone(),
             stats,
             config.recommend.clone(),
+            crate::recommend::rules::Rules::open(store.clone()).await?,
         )
-        .with_collab(collab.clone());
+        .with_collab(collab.clone())
+        .with_experiments(config.experiments.clone());
         let assistant = crate::assistant::Assistant::new(
             catalog.clone(),
             profiles.clone(),

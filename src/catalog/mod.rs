@@ -46,10 +46,12 @@ pub const TREND: &str = "trend";
 /// Collection of claimed product numbers (so that replicas never give two products one number).
 const NUMS: &str = "product_nums";
 
-/// Payload keys aisle adds next to the product fields (lower-cased filter keys, the
-/// embedded-text hash). They are not part of the product returned to clients.
-const CATEGORY_KEYS: &str = "category_keys";
-const BRAND_KEY: &str = "brand_key";
+// Payload keys aisle adds next to the product fields (lower-cased filter keys, the
+// embedded-text hash). They are not part of the product returned to clients.
+/// Payload field: the categories as filter keys.
+pub const CATEGORY_KEYS: &str = "category_keys";
+/// Payload field: the brand as a filter key.
+pub const BRAND_KEY: &str = "brand_key";
 const EMBED_HASH: &str = "embed_hash";
 /// Internal payload keys, dropped when a stored product is read back.
 const INTERNAL_KEYS: &[&str] = &[CATEGORY_KEYS, BRAND_KEY, EMBED_HASH, NUM, TREND];

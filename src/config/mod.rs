@@ -12,6 +12,7 @@
 mod assistant;
 mod auth;
 mod events;
+mod experiments;
 mod models;
 mod privacy;
 mod recommend;
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 pub use assistant::AssistantConfig;
 pub use auth::{ApiKeyConfig, AuthConfig};
 pub use events::EventsConfig;
+pub use experiments::{ExperimentConfig, ExperimentMetric, VariantConfig};
 pub use models::{ChatConfig, EmbedConfig, ModelsConfig};
 pub use privacy::{PiiKind, PrivacyConfig};
 pub use recommend::{RecommendConfig, TrainConfig};
@@ -63,6 +65,9 @@ pub struct Config {
     pub train: TrainConfig,
     /// The shopping assistant.
     pub assistant: AssistantConfig,
+    /// A/B tests of recommendation settings (`[[experiments]]`; `AISLE_EXPERIMENTS` as a JSON
+    /// array).
+    pub experiments: Vec<ExperimentConfig>,
 }
 
 impl Config {
@@ -106,6 +111,7 @@ impl Config {
         self.train.validate(&mut problems);
         self.assistant.validate(&mut problems);
         self.auth.validate(&mut problems);
+        experiments::validate(&self.experiments, &mut problems);
         if problems.is_empty() { Ok(()) } else { Err(Error::Config(problems.join("; "))) }
     }
 }
@@ -113,6 +119,11 @@ impl Config {
 /// Overlay `file` onto `base`, refusing keys the defaults do not have.
 fn merge(base: &mut toml::Table, file: toml::Table, origin: &str) -> Result<()> {
     for (section, value) in file {
+        // Arrays of tables (`[[experiments]]`) replace the default list.
+        if let (Some(toml::Value::Array(list)), toml::Value::Array(given)) = (base.get_mut(&section), &value) {
+            *list = given.clone();
+            continue;
+        }
         let Some(toml::Value::Table(base_section)) = base.get_mut(&section) else {
             return Err(Error::Config(format!("{origin}: unknown section [{section}]")));
         };
@@ -133,6 +144,14 @@ fn merge(base: &mut toml::Table, file: toml::Table, origin: &str) -> Result<()> 
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
     let lookup = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     for (section, value) in table.iter_mut() {
+        if let toml::Value::Array(_) = value {
+            // A top-level list (`experiments`): `AISLE_EXPERIMENTS`, a JSON array.
+            let var = format!("AISLE_{}", section.to_uppercase());
+            if let Some(raw) = lookup(&var) {
+                *value = parse_env_value(value, &raw).map_err(|why| Error::Config(format!("{var}: {why}")))?;
+            }
+            continue;
+        }
         let toml::Value::Table(values) = value else { continue };
         for (key, slot) in values.iter_mut() {
             let mut var = format!("AISLE_{}_{}", section.to_uppercase(), key.to_uppercase());
@@ -199,6 +218,20 @@ mod tests {
         assert_eq!(c.search.dense_weight, 2.0);
         assert_eq!(c.store.qdrant_url, "http://q:6334");
         assert_eq!(c.embed.max_batch_size, EmbedConfig::default().max_batch_size);
+    }
+
+    #[test]
+    fn experiments_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aisle.toml");
+        let text = "[[experiments]]\nname = \"light\"\n[[experiments.variants]]\nname = \"a\"\n\
+                    [[experiments.variants]]\nname = \"b\"\nshare = 3\nweights = { trending = 0.1 }\n";
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(Some(&path), env(&[])).unwrap();
+        assert_eq!((c.experiments[0].name.as_str(), c.experiments[0].variants[1].share), ("light", 3.0));
+        let json = r#"[{"name": "x", "variants": [{"name": "a"}, {"name": "a", "weights": {"popular": 1}}]}]"#;
+        let e = Config::load(None, env(&[("AISLE_EXPERIMENTS", json)])).unwrap_err().to_string();
+        assert!(e.contains("variants[1] (a).name") && e.contains("unknown source 'popular'"), "{e}");
     }
 
     #[test]

@@ -94,6 +94,11 @@ impl Events {
         Ok(Self { store, catalog, profiles, keys, config })
     }
 
+    /// The pseudonymous key of an anonymous session id.
+    pub fn session_key(&self, session_id: &str) -> String {
+        self.keys.session_key(session_id)
+    }
+
     /// The configured weight of an event in taste and popularity.
     pub fn weight(&self, kind: Kind, value: f64) -> f64 {
         kind_weight(&self.config, kind, value)

@@ -4,17 +4,30 @@
 //!
 //! Not for choosing or ranking candidates (see `sources` and `fuse`).
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use uuid::Uuid;
 
 use super::Recommender;
+use super::experiments::Assignment;
 use super::fuse::Candidate;
 use super::request::{Anchor, RecItem, Recommendations, SourceName, SourceRank};
+use super::rules::{Active, RuleAction, RuleEffect};
 use super::sources::AnchorItem;
+use super::stats::Served;
 use crate::catalog::TEXT_VECTOR;
 use crate::error::Result;
 use crate::events::Kind;
 use crate::store::Vector;
+
+/// What steered a list besides its sources: the rules in effect, the products pinned (with
+/// the rule that pinned each) and the request's experiment variants.
+pub(super) struct Steering<'a> {
+    pub(super) rules: &'a Active,
+    pub(super) pinned: &'a HashMap<Uuid, String>,
+    pub(super) variants: Vec<Assignment>,
+}
 
 impl Recommender {
     /// The response of `chosen`: anchors (when `anchored`: a known customer or a session) and
@@ -26,26 +39,35 @@ impl Recommender {
         anchored: bool,
         personalized: bool,
         sources: Vec<SourceName>,
+        steer: Steering<'_>,
     ) -> Result<Recommendations> {
+        let Steering { rules, pinned, variants } = steer;
         let rec_id = Uuid::new_v4();
         let mut items = Vec::with_capacity(chosen.len());
         let mut served = Vec::with_capacity(chosen.len());
         for (hit, srcs) in chosen {
+            let mut effects = rules.effects(&hit.payload);
+            if let Some(rule) = pinned.get(&hit.id) {
+                effects.insert(0, RuleEffect { rule: rule.clone(), action: RuleAction::Pin });
+            }
             let product = crate::catalog::from_payload(hit.payload)?;
             let vector = match hit.vectors.get(TEXT_VECTOR) {
                 Some(Vector::Dense(v)) => Some(v.as_slice()),
                 _ => None,
             };
             let anchor = best_anchor(anchors, vector, anchored);
-            let explanation = explain(&srcs, anchor.as_ref());
-            served.push((
-                product.id.clone(),
-                srcs.first().map(|s| s.source).unwrap_or(SourceName::Fallback).as_str().to_string(),
-            ));
-            items.push(RecItem { product, score: hit.score, sources: srcs, anchor, explanation });
+            let explanation = explain(&srcs, anchor.as_ref(), &effects);
+            // The source credited in the statistics; a pinned item no source proposed: `rule`.
+            let credited = match srcs.first() {
+                Some(s) => s.source.as_str(),
+                None if pinned.contains_key(&hit.id) => "rule",
+                None => SourceName::Fallback.as_str(),
+            };
+            served.push((product.id.clone(), credited.to_string(), product.price));
+            items.push(RecItem { product, score: hit.score, sources: srcs, anchor, explanation, rules: effects });
         }
-        self.stats.record(rec_id, &served, Utc::now()).await?;
-        Ok(Recommendations { rec_id, personalized, sources, items })
+        self.stats.record(rec_id, Served { items: served, variants: &variants }, Utc::now()).await?;
+        Ok(Recommendations { rec_id, personalized, sources, items, experiments: variants })
     }
 }
 
@@ -79,8 +101,9 @@ fn verb(kind: Kind) -> &'static str {
     }
 }
 
-/// The explanation of an item in words.
-fn explain(sources: &[SourceRank], anchor: Option<&Anchor>) -> String {
+/// The explanation of an item in words: the rule that pinned it, what its sources say, and the
+/// rules that boosted or buried it.
+fn explain(sources: &[SourceRank], anchor: Option<&Anchor>, rules: &[RuleEffect]) -> String {
     let mut parts: Vec<String> = Vec::new();
     for s in sources {
         let part = match (s.source, anchor) {
@@ -99,8 +122,17 @@ fn explain(sources: &[SourceRank], anchor: Option<&Anchor>) -> String {
             parts.push(part);
         }
     }
-    if parts.is_empty() {
+    let pinned = rules.iter().any(|r| r.action == RuleAction::Pin);
+    if parts.is_empty() && !pinned {
         parts.push("in stock now".into());
+    }
+    for r in rules {
+        match r.action {
+            RuleAction::Pin => parts.insert(0, format!("pinned by rule {}", r.rule)),
+            RuleAction::Boost => parts.push(format!("boosted by rule {}", r.rule)),
+            RuleAction::Bury => parts.push(format!("lowered by rule {}", r.rule)),
+            RuleAction::Hide | RuleAction::Cap => {}
+        }
     }
     let mut s = parts.join("; ");
     if let Some(first) = s.get_mut(0..1) {

@@ -22,10 +22,13 @@
 //! diversity and the fill in `fuse`, explanations in `explain`.
 
 pub mod cf;
+pub mod experiments;
 mod explain;
+pub mod exposure;
 mod fuse;
 pub mod mmr;
 mod request;
+pub mod rules;
 mod sources;
 pub mod stats;
 pub mod train;
@@ -36,7 +39,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::catalog::{CO_VECTOR, Catalog, NUM, PRODUCTS, ProductFilter, SearchHit, TREND, product_point};
-use crate::config::RecommendConfig;
+use crate::config::{ExperimentConfig, RecommendConfig};
 use crate::error::{Error, Result};
 use crate::events::{Events, Profiles};
 use crate::store::{Condition, Prefetch, Query, Ranking, Source, Store, Vector, VectorQuery};
@@ -58,6 +61,8 @@ pub struct Recommender {
     stats: Arc<Stats>,
     config: RecommendConfig,
     collab: Option<train::Collab>,
+    rules: rules::Rules,
+    experiments: Arc<Vec<ExperimentConfig>>,
 }
 
 impl Recommender {
@@ -69,8 +74,52 @@ impl Recommender {
         events: Events,
         stats: Arc<Stats>,
         config: RecommendConfig,
+        rules: rules::Rules,
     ) -> Self {
-        Self { store, catalog, profiles, events, stats, config, collab: None }
+        Self { store, catalog, profiles, events, stats, config, collab: None, rules, experiments: Arc::default() }
+    }
+
+    /// Run these experiments (`[[experiments]]`).
+    pub fn with_experiments(mut self, experiments: Vec<ExperimentConfig>) -> Self {
+        self.experiments = Arc::new(experiments);
+        self
+    }
+
+    /// The configured experiments.
+    pub fn experiments(&self) -> &[ExperimentConfig] {
+        &self.experiments
+    }
+
+    /// The request's variants (by its customer's pseudonymous key, else its session's), with
+    /// their settings applied where the request sets none. Returns the assignments and whether
+    /// merchandising rules apply.
+    fn assign(&self, req: &mut RecommendRequest) -> (Vec<experiments::Assignment>, bool) {
+        let unit = match (&req.customer_id, &req.session_id) {
+            (Some(c), _) => self.profiles.key_of(c),
+            (None, Some(s)) => self.events.session_key(s),
+            (None, None) => return (vec![], true),
+        };
+        let mut assigned = Vec::new();
+        let mut rules = true;
+        for e in self.experiments.iter().filter(|e| e.enabled) {
+            let v = experiments::assign(e, &unit);
+            for (source, w) in &v.weights {
+                if let Ok(name) = serde_json::from_value::<SourceName>(Value::String(source.clone())) {
+                    req.weights.entry(name).or_insert(*w);
+                }
+            }
+            if req.mmr_lambda.is_none() {
+                req.mmr_lambda = v.mmr_lambda;
+            }
+            rules &= v.rules;
+            assigned.push(experiments::Assignment { experiment: e.name.clone(), variant: v.name.clone() });
+        }
+        (assigned, rules)
+    }
+
+    /// The merchandising rules.
+    pub fn rules(&self) -> &rules::Rules {
+        &self.rules
     }
 
     /// Serve the collaborative model of `collab` (the `collab` source) once one is trained.
@@ -108,8 +157,9 @@ impl Recommender {
         Ok(recs)
     }
 
-    async fn answer(&self, req: RecommendRequest) -> Result<Recommendations> {
+    async fn answer(&self, mut req: RecommendRequest) -> Result<Recommendations> {
         let limit = req.validate(self.config.default_limit, self.config.max_limit)?;
+        let (variants, with_rules) = self.assign(&mut req);
 
         // The customer, if known and consenting.
         let profile = match &req.customer_id {
@@ -124,22 +174,27 @@ impl Recommender {
         let anchors = self.load_anchors(&anchor_list, &req.session_items, model.is_some()).await?;
         let session: Vec<&AnchorItem> = anchors.iter().take(self.config.session_items).collect();
 
-        let filter = self.candidate_filter(&req, personal, &session).await?;
+        let rules = if with_rules { self.rules.active().await? } else { rules::Active::default() };
+        let filter = rules.hide(self.candidate_filter(&req, personal, &session).await?);
         let sources = self.sources(&req, personal, model.as_deref(), &anchors, &session);
 
-        let fused = self.fused(&sources, &req.weights, &filter, limit).await?;
+        let fused = self.fused(&sources, &rules.boosts(), &req.weights, &filter, limit).await?;
         let ranks = self.source_ranks(&sources, &filter).await?;
         let lambda = req.mmr_lambda.unwrap_or(self.config.mmr_lambda);
-        let mut chosen = self.diversify(&fused, ranks, lambda, &req.weights, limit);
-        self.fill(&mut chosen, &filter, limit).await?;
+        let mut chosen = self.diversify(&fused, ranks, lambda, &req.weights, limit, &rules);
+        self.fill(&mut chosen, &filter, limit, &rules).await?;
+        let pinned = self.pin(&mut chosen, &filter, limit, &rules).await?;
 
         let anchored = personal.is_some() || !req.session_items.is_empty();
-        self.respond(chosen, &anchors, anchored, personal.is_some(), sources.iter().map(|(s, _)| *s).collect()).await
+        let sources = sources.iter().map(|(s, _)| *s).collect();
+        let steer = explain::Steering { rules: &rules, pinned: &pinned, variants };
+        self.respond(chosen, &anchors, anchored, personal.is_some(), sources, steer).await
     }
 
     /// Products ordered by popularity, filtered; filled with other matching products.
     pub async fn trending(&self, filter: &ProductFilter, limit: usize) -> Result<Vec<SearchHit>> {
-        let base = filter.to_store_filter();
+        let base = Some(self.rules.active().await?.hide(filter.to_store_filter().unwrap_or_default()))
+            .filter(|f| !f.is_empty());
         let query = Query {
             prefetch: vec![Prefetch {
                 source: Source::OrderBy { key: TREND.into(), descending: true },
@@ -173,7 +228,8 @@ impl Recommender {
             .pop()
             .ok_or_else(|| Error::not_found("product", product_id))?;
         let Some(num) = record.payload.get(NUM).and_then(Value::as_u64) else { return Ok(vec![]) };
-        let filter = filter.to_store_filter().unwrap_or_default().must_not(Condition::HasId(vec![point]));
+        let filter = self.rules.active().await?.hide(filter.to_store_filter().unwrap_or_default());
+        let filter = filter.must_not(Condition::HasId(vec![point]));
         let query = Query {
             prefetch: vec![],
             ranking: Ranking::Vector(VectorQuery::Nearest {

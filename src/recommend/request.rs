@@ -52,6 +52,8 @@ pub struct RecommendRequest {
     pub customer_id: Option<String>,
     /// Items of the current (anonymous or not) session, most recent first.
     pub session_items: Vec<String>,
+    /// The session's id (as in events): places an anonymous shopper in experiments.
+    pub session_id: Option<String>,
     /// How many.
     pub limit: Option<usize>,
     /// Business filters (in stock defaults to true).
@@ -129,6 +131,8 @@ pub struct RecItem {
     pub anchor: Option<Anchor>,
     /// Why, in words.
     pub explanation: String,
+    /// The merchandising rules that pinned, boosted or buried it.
+    pub rules: Vec<super::rules::RuleEffect>,
 }
 
 /// A recommendation response.
@@ -142,4 +146,6 @@ pub struct Recommendations {
     pub sources: Vec<SourceName>,
     /// The items.
     pub items: Vec<RecItem>,
+    /// The experiment variants this list was made under (recorded with its `rec_id`).
+    pub experiments: Vec<super::experiments::Assignment>,
 }

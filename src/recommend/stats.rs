@@ -36,8 +36,8 @@ const ATTRIBUTIONS: &str = "rec_attributions";
 /// Responses remembered in memory for attribution (older ones are read from the store).
 const MEMORY: usize = 100_000;
 
-/// Counters of one (day, source).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Counters of one (day, source), or of one (day, experiment, variant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     /// Items served.
     pub impressions: u64,
@@ -47,14 +47,37 @@ pub struct Counters {
     pub carts: u64,
     /// Items bought.
     pub purchases: u64,
+    /// What the purchases brought: the item's price when it was served times the quantity.
+    #[serde(default)]
+    pub revenue: f64,
+    /// The sum of each purchase's revenue squared (for the variance of revenue per impression).
+    #[serde(default)]
+    pub revenue_sq: f64,
 }
 
 impl Counters {
-    fn add(&mut self, o: &Counters) {
+    /// Add another's counts.
+    pub fn add(&mut self, o: &Counters) {
         self.impressions += o.impressions;
         self.clicks += o.clicks;
         self.carts += o.carts;
         self.purchases += o.purchases;
+        self.revenue += o.revenue;
+        self.revenue_sq += o.revenue_sq;
+    }
+
+    /// Count an outcome of a served item (`amount`: a purchase's revenue).
+    fn count(&mut self, kind: Kind, amount: f64) {
+        match kind {
+            Kind::Click => self.clicks += 1,
+            Kind::Cart => self.carts += 1,
+            Kind::Purchase => {
+                self.purchases += 1;
+                self.revenue += amount;
+                self.revenue_sq += amount * amount;
+            }
+            _ => {}
+        }
     }
 
     /// The counters with their rates.
@@ -68,6 +91,8 @@ impl Counters {
             ctr: rate(self.clicks),
             add_to_cart_rate: rate(self.carts),
             conversion_rate: rate(self.purchases),
+            revenue: self.revenue,
+            revenue_per_impression: if self.impressions == 0 { 0.0 } else { self.revenue / self.impressions as f64 },
         }
     }
 }
@@ -89,6 +114,10 @@ pub struct Rates {
     pub add_to_cart_rate: f64,
     /// Purchases per impression.
     pub conversion_rate: f64,
+    /// Revenue of the purchases (price when served times quantity).
+    pub revenue: f64,
+    /// Revenue per impression.
+    pub revenue_per_impression: f64,
 }
 
 /// One day's counters of one source.
@@ -121,8 +150,18 @@ pub struct StatsReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RecRecord {
     ts: i64,
+    /// Product id: the source credited.
     items: HashMap<String, String>,
+    /// Product id: its price when served (for revenue).
+    #[serde(default)]
+    prices: HashMap<String, f64>,
+    /// The (experiment, variant) pairs of the request.
+    #[serde(default)]
+    variants: Vec<(String, String)>,
 }
+
+/// A variant's counters key: day, experiment, variant.
+type VariantKey = (NaiveDate, String, String);
 
 #[derive(Default)]
 struct Inner {
@@ -130,7 +169,17 @@ struct Inner {
     order: VecDeque<Uuid>,
     counters: BTreeMap<(NaiveDate, String), Counters>,
     dirty_counters: HashSet<(NaiveDate, String)>,
+    variants: BTreeMap<VariantKey, Counters>,
+    dirty_variants: HashSet<VariantKey>,
     dirty_recs: HashSet<Uuid>,
+}
+
+/// What one response served, for the statistics.
+pub struct Served<'a> {
+    /// (product id, source credited, price) of each item.
+    pub items: Vec<(String, String, Option<f64>)>,
+    /// The request's experiment variants.
+    pub variants: &'a [super::experiments::Assignment],
 }
 
 /// The statistics service.
@@ -145,24 +194,33 @@ fn counter_point(day: NaiveDate, source: &str, replica: &str) -> Uuid {
     point_id(STATS, &format!("{day}|{source}|{replica}"))
 }
 
-/// Every stored counter point: (day, source, replica (empty for points written before
-/// replicas), counters).
-async fn stored_counters(store: &Store) -> Result<Vec<(NaiveDate, String, String, Counters)>> {
+fn variant_point(day: NaiveDate, experiment: &str, variant: &str, replica: &str) -> Uuid {
+    point_id(STATS, &format!("experiment|{day}|{experiment}|{variant}|{replica}"))
+}
+
+/// A stored counter point: its day, what it counts (`Ok(source)` or `Err((experiment,
+/// variant))`), the replica that wrote it (empty for points written before replicas) and the
+/// counters.
+type StoredCounter = (NaiveDate, std::result::Result<String, (String, String)>, String, Counters);
+
+/// Every stored counter point, of sources and of experiment variants (which share the
+/// collection and have no `source`).
+async fn stored_counters(store: &Store) -> Result<Vec<StoredCounter>> {
     let mut out = Vec::new();
     let mut offset = None;
     loop {
         let page = store.scroll(STATS, None, offset, 1000).await?;
         for r in &page.records {
             let p = &r.payload;
-            let (Some(day), Some(source)) =
-                (p.get("day").and_then(Value::as_str), p.get("source").and_then(Value::as_str))
-            else {
-                continue;
+            let field = |k: &str| p.get(k).and_then(Value::as_str);
+            let Some(Ok(day)) = field("day").map(str::parse::<NaiveDate>) else { continue };
+            let what = match (field("source"), field("experiment"), field("variant")) {
+                (Some(source), _, _) => Ok(source.to_string()),
+                (None, Some(e), Some(v)) => Err((e.to_string(), v.to_string())),
+                _ => continue,
             };
-            let Ok(day) = day.parse::<NaiveDate>() else { continue };
-            let replica = p.get("replica").and_then(Value::as_str).unwrap_or("").to_string();
             let c: Counters = serde_json::from_value(Value::Object(p.clone())).unwrap_or_default();
-            out.push((day, source.to_string(), replica, c));
+            out.push((day, what, field("replica").unwrap_or("").to_string(), c));
         }
         match page.next {
             Some(n) => offset = Some(n),
@@ -178,28 +236,40 @@ impl Stats {
         store.ensure_collection(&CollectionSpec::payload_only(RECS, &[("ts", IndexKind::Integer)])).await?;
         store.ensure_collection(&CollectionSpec::payload_only(ATTRIBUTIONS, &[("ts", IndexKind::Integer)])).await?;
         let mut inner = Inner::default();
-        for (day, source, owner, c) in stored_counters(&store).await? {
-            if owner == replica {
-                inner.counters.insert((day, source), c);
+        for (day, what, owner, c) in stored_counters(&store).await? {
+            match what {
+                _ if owner != replica => {}
+                Ok(source) => _ = inner.counters.insert((day, source), c),
+                Err((experiment, variant)) => _ = inner.variants.insert((day, experiment, variant), c),
             }
         }
         Ok(Self { store, inner: Mutex::new(inner), replica: replica.to_string() })
     }
 
-    /// A response was served: `items` are (product id, source that placed it). On a shared
-    /// server the record is written before this returns.
-    pub async fn record(&self, rec_id: Uuid, items: &[(String, String)], at: DateTime<Utc>) -> Result<()> {
-        let record = RecRecord { ts: at.timestamp(), items: items.iter().cloned().collect() };
+    /// A response was served: each item counts an impression for its source and for each of
+    /// the request's variants. On a shared server the record is written before this returns.
+    pub async fn record(&self, rec_id: Uuid, served: Served<'_>, at: DateTime<Utc>) -> Result<()> {
+        let record = RecRecord {
+            ts: at.timestamp(),
+            items: served.items.iter().map(|(p, s, _)| (p.clone(), s.clone())).collect(),
+            prices: served.items.iter().filter_map(|(p, _, price)| Some((p.clone(), (*price)?))).collect(),
+            variants: served.variants.iter().map(|a| (a.experiment.clone(), a.variant.clone())).collect(),
+        };
         let shared = self.store.is_remote();
         if shared {
             self.store.upsert(RECS, vec![rec_point(rec_id, &record)?]).await?;
         }
         let mut g = self.inner.lock();
         let day = at.date_naive();
-        for (_, source) in items {
+        for (_, source, _) in &served.items {
             let key = (day, source.clone());
             g.counters.entry(key.clone()).or_default().impressions += 1;
             g.dirty_counters.insert(key);
+        }
+        for (experiment, variant) in &record.variants {
+            let key = (day, experiment.clone(), variant.clone());
+            g.variants.entry(key.clone()).or_default().impressions += served.items.len() as u64;
+            g.dirty_variants.insert(key);
         }
         g.recs.insert(rec_id, record);
         g.order.push_back(rec_id);
@@ -216,51 +286,66 @@ impl Stats {
         Ok(())
     }
 
-    /// An event carrying `rec_id` happened to `product_id`: count it for the item's source,
-    /// once per (response, product, kind) across all replicas.
-    pub async fn attribute(&self, rec_id: Uuid, product_id: &str, kind: Kind, at: DateTime<Utc>) -> Result<()> {
+    /// An event carrying `rec_id` happened to `product_id` (`quantity`: the event's value):
+    /// count it for the item's source and the response's variants, once per (response,
+    /// product, kind) across all replicas.
+    pub async fn attribute(
+        &self,
+        rec_id: Uuid,
+        product_id: &str,
+        kind: Kind,
+        quantity: f64,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         if !matches!(kind, Kind::Click | Kind::Cart | Kind::Purchase) {
             return Ok(());
         }
-        let known = self.inner.lock().recs.get(&rec_id).map(|r| r.items.get(product_id).cloned());
-        let source = match known {
-            Some(source) => source,
+        let record = self.inner.lock().recs.get(&rec_id).cloned();
+        let record = match record {
+            Some(r) => r,
             None => {
                 // Served by another replica, before this process started, or long ago.
                 let Some(r) = self.store.retrieve(RECS, vec![rec_id], vec![]).await?.pop() else { return Ok(()) };
                 let Ok(record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else {
                     return Ok(());
                 };
-                let source = record.items.get(product_id).cloned();
                 let mut g = self.inner.lock();
-                g.recs.entry(rec_id).or_insert(record);
+                g.recs.entry(rec_id).or_insert(record.clone());
                 g.order.push_back(rec_id);
-                source
+                record
             }
         };
-        let Some(source) = source else { return Ok(()) };
+        let Some(source) = record.items.get(product_id).cloned() else { return Ok(()) };
+        let amount = record.prices.get(product_id).copied().unwrap_or(0.0) * quantity;
         let claim = point_id(ATTRIBUTIONS, &format!("{rec_id}|{product_id}|{}", kind.as_str()));
         let payload = json!({ "ts": at.timestamp() }).as_object().cloned().unwrap_or_default();
         if self.store.claim(ATTRIBUTIONS, vec![Point { id: claim, vectors: vec![], payload }]).await?.is_empty() {
             return Ok(());
         }
         let mut g = self.inner.lock();
-        let key = (at.date_naive(), source);
-        let c = g.counters.entry(key.clone()).or_default();
-        match kind {
-            Kind::Click => c.clicks += 1,
-            Kind::Cart => c.carts += 1,
-            Kind::Purchase => c.purchases += 1,
-            _ => {}
-        }
+        let day = at.date_naive();
+        let key = (day, source);
+        g.counters.entry(key.clone()).or_default().count(kind, amount);
         g.dirty_counters.insert(key);
+        for (experiment, variant) in record.variants {
+            let key = (day, experiment, variant);
+            g.variants.entry(key.clone()).or_default().count(kind, amount);
+            g.dirty_variants.insert(key);
+        }
         Ok(())
     }
 
     /// Write what changed since the last flush.
     pub async fn flush(&self) -> Result<()> {
-        let (counters, recs) = {
+        let (counters, variants, recs) = {
             let mut g = self.inner.lock();
+            let variants: Vec<(VariantKey, Counters)> = g
+                .dirty_variants
+                .drain()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|k| g.variants.get(&k).map(|c| (k, *c)))
+                .collect();
             let counters: Vec<((NaiveDate, String), Counters)> = g
                 .dirty_counters
                 .drain()
@@ -275,21 +360,54 @@ impl Stats {
                 .into_iter()
                 .filter_map(|id| g.recs.get(&id).map(|r| (id, r.clone())))
                 .collect();
-            (counters, recs)
+            (counters, variants, recs)
         };
-        let points: Vec<Point> = counters
+        let payload = |c: Counters, day: NaiveDate, fields: &[(&str, &str)]| {
+            let mut payload = serde_json::to_value(c).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+            payload.insert("day".into(), json!(day.to_string()));
+            payload.insert("replica".into(), json!(self.replica));
+            for (k, v) in fields {
+                payload.insert(k.to_string(), json!(v));
+            }
+            payload
+        };
+        let mut points: Vec<Point> = counters
             .into_iter()
-            .map(|((day, source), c)| {
-                let mut payload = serde_json::to_value(c).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
-                payload.insert("day".into(), json!(day.to_string()));
-                payload.insert("source".into(), json!(source));
-                payload.insert("replica".into(), json!(self.replica));
-                Point { id: counter_point(day, &source, &self.replica), vectors: vec![], payload }
+            .map(|((day, source), c)| Point {
+                id: counter_point(day, &source, &self.replica),
+                vectors: vec![],
+                payload: payload(c, day, &[("source", &source)]),
             })
             .collect();
+        points.extend(variants.into_iter().map(|((day, experiment, variant), c)| Point {
+            id: variant_point(day, &experiment, &variant, &self.replica),
+            vectors: vec![],
+            payload: payload(c, day, &[("experiment", &experiment), ("variant", &variant)]),
+        }));
         self.store.upsert(STATS, points).await?;
         let points = recs.into_iter().map(|(id, r)| rec_point(id, &r)).collect::<Result<Vec<_>>>()?;
         self.store.upsert(RECS, points).await
+    }
+
+    /// One experiment's counters per variant from `from` to `to` (inclusive), summed over every
+    /// replica sharing the store. This replica's are written first.
+    pub async fn variant_counters(
+        &self,
+        experiment: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<BTreeMap<String, Counters>> {
+        self.flush().await?;
+        let mut out: BTreeMap<String, Counters> = BTreeMap::new();
+        for (day, what, _, c) in stored_counters(&self.store).await? {
+            if let Err((e, variant)) = what
+                && e == experiment
+                && (from..=to).contains(&day)
+            {
+                out.entry(variant).or_default().add(&c);
+            }
+        }
+        Ok(out)
     }
 
     /// Counters from `from` to `to` (inclusive), summed over every replica sharing the store:
@@ -297,8 +415,10 @@ impl Stats {
     pub async fn report(&self, from: NaiveDate, to: NaiveDate) -> Result<StatsReport> {
         self.flush().await?;
         let mut counters: BTreeMap<(NaiveDate, String), Counters> = BTreeMap::new();
-        for (day, source, _, c) in stored_counters(&self.store).await? {
-            if (from..=to).contains(&day) {
+        for (day, what, _, c) in stored_counters(&self.store).await? {
+            if let Ok(source) = what
+                && (from..=to).contains(&day)
+            {
                 counters.entry((day, source)).or_default().add(&c);
             }
         }

@@ -137,7 +137,7 @@ def run(pw):
         for title in ("Catalog", "Customers", "Recommendations", "Assistant", "Audit log", "API keys", "Configuration"):
             assert title in nav, f"{title} missing from the navigation: {nav}"
         page.wait_for_selector(".tiles .value")
-        for p in ("overview", "catalog", "customers", "recommend", "assistant", "reports", "metrics", "audit", "keys", "settings"):
+        for p in ("overview", "catalog", "customers", "rules", "recommend", "assistant", "reports", "metrics", "audit", "keys", "settings"):
             page.goto(f"{URL}/console#/{p}")
             page.wait_for_selector("main h1")
             page.wait_for_load_state("networkidle")
@@ -272,6 +272,27 @@ def run(pw):
                        return a.length >= 2 && a.every(x => x.includes('keys')); }""")
         actions = page.locator("#audit-table tbody td:nth-child(4)").all_inner_texts()
         assert actions and all("keys" in a for a in actions), actions
+        no_errors(page)
+        ctx.close()
+
+    @check("console: an admin pins a product from the rules page; recommendations say so; the rule is deleted")
+    def rules():
+        ctx, page = new_page(browser, ADMIN)
+        page.goto(URL + "/console#/rules")
+        page.fill("#rule-id", "browser-pin")
+        page.select_option("#rule-action", "pin")
+        page.fill("#rule-products", "el-0001")
+        page.click("button:has-text('Save rule')")
+        page.wait_for_selector("#rules-table td:has-text('browser-pin')")
+        assert "yes" in page.inner_text("#rules-table tbody tr"), "in effect"
+        status, r = call("POST", "/v1/recommendations", APP, {"session": {"items": ["el-0121"]}, "limit": 5})
+        assert status == 200 and r["items"][0]["product"]["id"] == "el-0001", r
+        assert r["items"][0]["explanation"].startswith("Pinned by rule browser-pin"), r["items"][0]
+        page.click("button[aria-label='Delete browser-pin']")
+        page.click("#confirm-yes")
+        page.wait_for_selector("text=No rules.")
+        status, r = call("POST", "/v1/recommendations", APP, {"session": {"items": ["el-0121"]}, "limit": 5})
+        assert r["items"][0]["product"]["id"] != "el-0001", r
         no_errors(page)
         ctx.close()
 

@@ -292,6 +292,7 @@ fn api_keys_roles_limits_and_the_audit_log() {
         (APP, "DELETE", "/v1/customers/auth-customer", None),
         (APP, "GET", "/v1/customers/auth-customer/export", None),
         (APP, "GET", "/v1/admin/audit", None),
+        (APP, "PUT", "/v1/rules/auth-rule", Some(&json!({"action": "hide", "brands": ["Sony"]}))),
     ];
     for (key, method, path, body) in denied {
         let (status, _, v) = call(method, &s.url(path), Some(key), body);

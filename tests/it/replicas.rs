@@ -32,6 +32,7 @@ fn replica(q: &QdrantServer, name: &str, prefix: &str) -> Server {
             ("AISLE_STORE_COLLECTION_PREFIX", prefix),
             ("AISLE_PRIVACY_SECRET", SECRET),
             ("AISLE_CHAT_MODEL", ""),
+            ("AISLE_EXPERIMENTS", crate::experiments::EXPERIMENTS),
         ],
     )
 }
@@ -164,11 +165,13 @@ fn stream(served: &[(String, Vec<String>)], now: chrono::DateTime<chrono::Utc>) 
 }
 
 /// The same recommendation requests on a setup; `on(r)` is the replica that serves request `r`.
+/// Each comes from its own session, in an experiment's variant.
 fn serve<'a>(on: impl Fn(usize) -> &'a Server) -> Vec<(String, Vec<String>)> {
     (0..12)
         .map(|r| {
-            let body = json!({"session": {"items": [format!("r-{}", r % 24)]}, "limit": 5});
+            let body = json!({"session": {"id": format!("visit-{r}"), "items": [format!("r-{}", r % 24)]}, "limit": 5});
             let v = ok(on(r), "/v1/recommendations", body);
+            let variant = v["experiments"][0]["variant"].as_str().unwrap();
             let items: Vec<String> = v["items"]
                 .as_array()
                 .unwrap()
@@ -176,6 +179,9 @@ fn serve<'a>(on: impl Fn(usize) -> &'a Server) -> Vec<(String, Vec<String>)> {
                 .map(|i| i["product"]["id"].as_str().unwrap().to_string())
                 .collect();
             assert!(!items.is_empty(), "{v}");
+            // The variant travels in the list: the same session, the same variant, anywhere.
+            let mut items = items;
+            items.push(format!("variant:{variant}"));
             (v["rec_id"].as_str().unwrap().to_string(), items)
         })
         .collect()
@@ -202,7 +208,16 @@ fn two_replicas_count_exactly_what_one_process_counts() {
     let served_one = serve(|_| &one);
     let served_two = serve(|r| if r % 2 == 0 { &a } else { &b });
     let items = |s: &[(String, Vec<String>)]| s.iter().map(|(_, i)| i.clone()).collect::<Vec<_>>();
-    assert_eq!(items(&served_one), items(&served_two), "the same catalog serves the same lists");
+    assert_eq!(items(&served_one), items(&served_two), "the same catalog serves the same lists, in the same variants");
+    let variants: Vec<&String> = served_one.iter().filter_map(|(_, i)| i.last()).collect();
+    assert!(
+        variants.iter().any(|v| v.ends_with("quiet")) && variants.iter().any(|v| v.ends_with("control")),
+        "{variants:?}"
+    );
+    let served_one: Vec<(String, Vec<String>)> =
+        served_one.into_iter().map(|(r, mut i)| (r, i.drain(..i.len() - 1).collect())).collect();
+    let served_two: Vec<(String, Vec<String>)> =
+        served_two.into_iter().map(|(r, mut i)| (r, i.drain(..i.len() - 1).collect())).collect();
 
     // One process takes the whole stream; the replicas take alternate batches at once.
     let now = chrono::Utc::now();
@@ -233,6 +248,13 @@ fn two_replicas_count_exactly_what_one_process_counts() {
     assert!(one_stats["total"]["clicks"].as_u64().unwrap() > 0, "{one_stats}");
     assert_eq!(settle(&one_stats, || stats(&a)), one_stats, "statistics summed over both replicas");
     assert_eq!(settle(&one_stats, || stats(&b)), one_stats);
+    let experiment = |s: &Server| {
+        let v = get(&s.url("/v1/stats/experiments/no-trending")).1;
+        json!({"total": v["total"], "variants": v["variants"]})
+    };
+    let one_experiment = experiment(&one);
+    assert_eq!(one_experiment["total"]["impressions"], one_stats["total"]["impressions"], "{one_experiment}");
+    assert_eq!(settle(&one_experiment, || experiment(&a)), one_experiment, "variants summed over both replicas");
     // What clients see follows: the same trending list with the same scores.
     let trending = |s: &Server| -> Vec<(String, f64)> {
         let v = get(&s.url("/v1/trending?limit=24")).1;
