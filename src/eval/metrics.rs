@@ -1,5 +1,8 @@
 //! Full-ranking metrics: Recall@K, NDCG@K, HR@K, MRR@K per user, averaged over test users;
-//! catalog coverage, average popularity and intra-list diversity of the top-K lists.
+//! catalog coverage, average popularity and intra-list diversity of the top-K lists, and their
+//! exposure: the Gini coefficient of how often each item is recommended, and the share of
+//! recommendations outside the most popular 20% of items (as `GET /v1/stats/exposure`
+//! reports for the lists a shop served).
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,6 +32,13 @@ pub struct Metrics {
     pub avg_pop_20: f64,
     /// Mean pairwise (1 - cosine) of item vectors within each top-10 list.
     pub ild_10: f64,
+    /// Gini coefficient of the number of top-20 lists each catalog item is in (0: every item
+    /// as often, 1: one item everywhere).
+    #[serde(default)]
+    pub gini_20: f64,
+    /// Share of top-20 slots given to items outside the 20% most popular in training.
+    #[serde(default)]
+    pub long_tail_20: f64,
 }
 
 /// Recall@k: hits in the top k over the user's held-out items.
@@ -126,6 +136,18 @@ pub fn evaluate(
     let n = per_user.len().max(1) as f64;
     let mean = |c: usize| per_user.iter().map(|(_, m)| m[c]).sum::<f64>() / n;
     let covered: HashSet<u32> = per_user.iter().flat_map(|(r, _)| r.iter().copied()).collect();
+    let mut times = vec![0f64; n_items];
+    for (r, _) in &per_user {
+        for i in r {
+            times[*i as usize] += 1.0;
+        }
+    }
+    // The head: the 20% most popular items in training (ties by id).
+    let mut by_pop: Vec<usize> = (0..n_items).collect();
+    by_pop.sort_by(|a, b| popularity[*b].total_cmp(&popularity[*a]).then(a.cmp(b)));
+    let head: HashSet<usize> = by_pop.into_iter().take(n_items.div_ceil(5)).collect();
+    let slots: f64 = times.iter().sum();
+    let tail: f64 = times.iter().enumerate().filter(|(i, _)| !head.contains(i)).map(|(_, t)| t).sum();
     let ild = match item_vectors {
         Some(v) => per_user.iter().map(|(r, _)| intra_list_diversity(&r[..r.len().min(10)], v)).sum::<f64>() / n,
         None => 0.0,
@@ -141,6 +163,8 @@ pub fn evaluate(
         coverage_20: covered.len() as f64 / n_items.max(1) as f64,
         avg_pop_20: mean(6),
         ild_10: ild,
+        gini_20: crate::recommend::exposure::gini(&times),
+        long_tail_20: if slots > 0.0 { tail / slots } else { 0.0 },
     }
 }
 

@@ -299,13 +299,13 @@ pub fn markdown(r: &Report) -> String {
         r.dataset, r.users, r.items, r.interactions, r.split, r.test_users
     );
     s.push_str(
-        "| model | NDCG@10 | Recall@20 | Recall@10 | HR@10 | MRR@20 | coverage@20 | avg pop@20 | ILD@10 | train s |\n",
+        "| model | NDCG@10 | Recall@20 | Recall@10 | HR@10 | MRR@20 | coverage@20 | avg pop@20 | Gini@20 | tail@20 | ILD@10 | train s |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in &r.rows {
         let m = &row.test;
         s.push_str(&format!(
-            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.3} | {:.2} |\n",
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1} | {:.3} | {:.3} | {:.3} | {:.2} |\n",
             row.model,
             m.ndcg_10,
             m.recall_20,
@@ -314,6 +314,8 @@ pub fn markdown(r: &Report) -> String {
             m.mrr_20,
             m.coverage_20,
             m.avg_pop_20,
+            m.gini_20,
+            m.long_tail_20,
             m.ild_10,
             row.train_secs
         ));

@@ -498,7 +498,7 @@ fn egress_inner() {
     let trace_arg = trace.display().to_string();
     let s = Server::start_wrapped(
         &dir,
-        &[],
+        &[("AISLE_EXPERIMENTS", crate::experiments::EXPERIMENTS)],
         &["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect,sendto,sendmsg,bind", "-o", &trace_arg],
     );
     let product = json!({"title": "Egress test product", "price": 3.0, "categories": ["Test"]});
@@ -538,6 +538,12 @@ fn egress_inner() {
         ("POST", "/v1/recommendations", "/v1/recommendations", Some(json!({"session": {"items": ["el-0117"]}}))),
         ("GET", "/v1/trending", "/v1/trending", None),
         ("GET", "/v1/stats/recommendations", "/v1/stats/recommendations", None),
+        ("GET", "/v1/stats/experiments/{name}", "/v1/stats/experiments/no-trending", None),
+        ("GET", "/v1/stats/exposure", "/v1/stats/exposure", None),
+        ("PUT", "/v1/rules/{id}", "/v1/rules/egress", Some(json!({"action": "cap", "per": "brand", "max": 2}))),
+        ("GET", "/v1/rules", "/v1/rules", None),
+        ("GET", "/v1/rules/{id}", "/v1/rules/egress", None),
+        ("DELETE", "/v1/rules/{id}", "/v1/rules/egress", None),
         ("POST", "/v1/chat/completions", "/v1/chat/completions", Some(chat.clone())),
         (
             "POST",
