@@ -110,8 +110,10 @@ impl Recommender {
                 _ => vec![],
             })
             .collect();
-        // The whole pool in MMR order (its first `limit` are what MMR would pick for `limit`).
-        let order = mmr::mmr(&relevance, &vectors, fused.len(), lambda, self.config.mmr_keep_top);
+        // With bury or cap rules, the whole pool in MMR order (its first `limit` are what MMR
+        // would pick for `limit`), since some picks may be skipped or moved back; else `limit`.
+        let k = if rules.reorders() { fused.len() } else { limit };
+        let order = mmr::mmr(&relevance, &vectors, k, lambda, self.config.mmr_keep_top);
         let (kept, buried): (Vec<usize>, Vec<usize>) =
             order.into_iter().partition(|i| !rules.buried(&fused[*i].payload));
         let mut caps = Caps::default();

@@ -276,6 +276,11 @@ impl Active {
         self.with(RuleAction::Bury).any(|r| r.spec.matches(p))
     }
 
+    /// Whether a `bury` or `cap` rule may skip or move an item back.
+    pub fn reorders(&self) -> bool {
+        self.rules.iter().any(|r| matches!(r.spec.action, RuleAction::Bury | RuleAction::Cap))
+    }
+
     /// Whether any `cap` rule is in effect.
     pub fn has_caps(&self) -> bool {
         self.with(RuleAction::Cap).next().is_some()
