@@ -11,11 +11,14 @@
 # with no network at all. To mount your own models instead: -v /path/to/models:/models.
 
 FROM rust:1.95-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip python3-venv libclang-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # x86-64-v3 (AVX2/FMA) is set in .cargo/config.toml: candle picks its SIMD kernels at compile time.
-RUN cargo build --release --locked --bin aisle
+# LightGBM (the learned re-ranker) builds from source with cmake >= 3.28: scripts/build-deps.sh
+# takes it from PyPI (Debian bookworm's is 3.25). The binary links it statically.
+RUN bash -c 'source scripts/build-deps.sh && cargo build --release --locked --bin aisle'
 RUN PYTHON=python3 AISLE_MODELS_DIR=/models models/fetch.sh
 
 FROM debian:bookworm-slim AS runtime

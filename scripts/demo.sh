@@ -4,6 +4,8 @@
 # Extra arguments go to `aisle serve` (e.g. --listen 0.0.0.0:8080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cmake and libclang for the LightGBM build (the learned re-ranker).
+source scripts/build-deps.sh
 models/fetch.sh --with-qwen   # the assistant uses the strongest chat model present (Qwen2.5-1.5B)
 data/fetch.sh
 cargo build --release --locked --bin aisle

@@ -18,6 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# cmake and libclang for the LightGBM build (the learned re-ranker).
+source scripts/build-deps.sh
 models/fetch.sh --with-qwen
 data/fetch.sh
 cargo fmt --all -- --check

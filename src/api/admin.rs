@@ -89,11 +89,14 @@ async fn retention(State(state): State<AppState>) -> Result<Json<RetentionReport
     Ok(Json(RetentionReport { purged_events: purged, max_age_days: state.config().events.max_age_days }))
 }
 
-/// Train the collaborative model from the stored events (one run at a time).
+/// Train the collaborative model from the stored events, and the learned re-ranker from the
+/// lists shown and their outcomes (one run at a time).
 #[utoipa::path(post, path = "/v1/admin/train", operation_id = "train", tag = "admin",
     responses((status = 200, description = "What the run did.", body = TrainReport),
         (status = 409, description = "A run is under way.", body = super::problem::ProblemDocument, content_type = "application/problem+json")))]
 async fn train(State(state): State<AppState>) -> Result<Json<TrainReport>, ApiError> {
-    let report = state.services()?.collab.train().await?;
+    let services = state.services()?;
+    let mut report = services.collab.train().await?;
+    report.ranker = Some(services.recommender.train_ranker().await?);
     Ok(Json(report))
 }

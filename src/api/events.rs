@@ -89,6 +89,7 @@ async fn ingest(
     }
     let n = index.len() + parse_errors.len();
     let report = services.ingest_events(inputs).await?;
+    let attributed = report.attributed;
     // Put the parse errors back in their places.
     let mut results: Vec<Option<EventOutcome>> = vec![None; n];
     for (i, r) in index.into_iter().zip(report.results) {
@@ -116,5 +117,5 @@ async fn ingest(
             other => other,
         })
         .collect();
-    Ok(Json(IngestReport { accepted: accepted_n, duplicates, rejected, results }))
+    Ok(Json(IngestReport { accepted: accepted_n, duplicates, rejected, attributed, results }))
 }

@@ -67,6 +67,9 @@ pub struct RecommendParams {
     exclude_seen: Option<bool>,
     /// Diversity: 1 ranks by relevance alone, lower values spread the list (0 to 1).
     mmr_lambda: Option<f32>,
+    /// Order the candidates with the learned re-ranker when one is trained (default: the
+    /// experiment variant's setting, else `[recommend] rerank`).
+    rerank: Option<bool>,
 }
 
 fn split(s: Option<String>) -> Vec<String> {
@@ -90,6 +93,7 @@ impl RecommendParams {
             exclude_seen: self.exclude_seen,
             mmr_lambda: self.mmr_lambda,
             weights: HashMap::new(),
+            rerank: self.rerank,
         })
     }
 }
@@ -130,6 +134,9 @@ struct RecommendBody {
     /// Weights of the sources in the fusion, by source name.
     #[schema(value_type = Option<HashMap<String, f32>>)]
     weights: Option<HashMap<SourceName, f32>>,
+    /// Order the candidates with the learned re-ranker when one is trained (default: the
+    /// experiment variant's setting, else `[recommend] rerank`).
+    rerank: Option<bool>,
 }
 
 /// The trending products.
@@ -162,6 +169,7 @@ async fn recommend(
         exclude_seen: body.exclude_seen,
         mmr_lambda: body.mmr_lambda,
         weights: body.weights.unwrap_or_default(),
+        rerank: body.rerank,
     };
     Ok(Json(state.services()?.recommender.recommend(request).await?))
 }

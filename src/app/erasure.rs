@@ -2,11 +2,12 @@
 //!
 //! Erasing a customer removes their profile point (taste, history, consent, attributes, and
 //! collaborative factors once they exist), every event stored under their key, their
-//! bought-together facts, and what those added to products: each event remembers the
-//! popularity term it added (`pop_term`), each fact the pair it counted, and exactly those are
-//! taken back from this replica's share of the products' signals (see `catalog::shares`). The
-//! touched collections are then rewritten from their live points ([`Store::compact`]), so that
-//! no segment, index or WAL file still holds the erased bytes.
+//! bought-together facts, the recommendation lists their events point to (`rec_id`: the items
+//! shown and the re-ranker's feature rows), and what those added to products: each event
+//! remembers the popularity term it added (`pop_term`), each fact the pair it counted, and
+//! exactly those are taken back from this replica's share of the products' signals (see
+//! `catalog::shares`). The touched collections are then rewritten from their live points
+//! ([`Store::compact`]), so that no segment, index or WAL file still holds the erased bytes.
 //!
 //! Erasure is a job recorded in `DATA_DIR/erasures/<job>.json` before anything changes. The job
 //! first records what to take away and the version of this replica's share of each product,
@@ -19,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,7 @@ use crate::catalog::{Catalog, Tally, popularity_units};
 use crate::error::{Error, Result};
 use crate::events::{CO_WITH, CustomerView, Events, POP_TERM, Profiles};
 use crate::privacy::{Keyring, write_private};
+use crate::recommend::stats::Stats;
 use crate::store::Payload;
 
 /// Everything held about a customer (the right of access).
@@ -82,6 +85,10 @@ pub struct ErasureReport {
     /// Assistant sessions deleted.
     #[serde(default)]
     pub sessions: usize,
+    /// Logged recommendation lists deleted: those the customer's events pointed to (their
+    /// items and the re-ranker's feature rows).
+    #[serde(default)]
+    pub recommendations: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +117,9 @@ struct Job {
     phase: Phase,
     #[serde(default)]
     fixes: Vec<ProductFix>,
+    /// The `rec_id`s the customer's events carried: their logged lists go too.
+    #[serde(default)]
+    recs: Vec<Uuid>,
     #[serde(default)]
     report: ErasureReport,
 }
@@ -122,6 +132,7 @@ pub struct Privacy {
     profiles: Profiles,
     events: Events,
     sessions: Sessions,
+    stats: Arc<Stats>,
     jobs: PathBuf,
     running: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -134,9 +145,19 @@ impl Privacy {
         profiles: Profiles,
         events: Events,
         sessions: Sessions,
+        stats: Arc<Stats>,
         data_dir: &Path,
     ) -> Self {
-        Self { keys, catalog, profiles, events, sessions, jobs: data_dir.join("erasures"), running: Default::default() }
+        Self {
+            keys,
+            catalog,
+            profiles,
+            events,
+            sessions,
+            stats,
+            jobs: data_dir.join("erasures"),
+            running: Default::default(),
+        }
     }
 
     /// Everything held about a customer: profile (with the taste vector), events, sessions.
@@ -176,7 +197,7 @@ impl Privacy {
     pub async fn erase(&self, customer_id: &str) -> Result<ErasureReport> {
         let _one = self.running.lock().await;
         let key = self.keys.customer_key(customer_id);
-        let job = Job { key, phase: Phase::Started, fixes: vec![], report: ErasureReport::default() };
+        let job = Job { key, phase: Phase::Started, fixes: vec![], recs: vec![], report: ErasureReport::default() };
         let path = self.jobs.join(format!("{}.json", Uuid::new_v4()));
         write_job(&path, &job)?;
         self.run(&path, job).await
@@ -213,6 +234,13 @@ impl Privacy {
                 let events = self.events.of_customer(&job.key).await?;
                 let facts = self.events.facts_of_customer(&job.key).await?;
                 job.report.events = events.len();
+                let mut recs: Vec<Uuid> = events
+                    .iter()
+                    .filter_map(|p| p.get("rec_id").and_then(Value::as_str).and_then(|r| Uuid::parse_str(r).ok()))
+                    .collect();
+                recs.sort();
+                recs.dedup();
+                job.recs = recs;
                 job.report.profile = self.profiles.load_keys(vec![job.key.clone()]).await?.values().any(|p| p.exists);
                 let taken = self.taken_away(&events, &facts).await?;
                 let products: Vec<String> = taken.keys().cloned().collect();
@@ -247,6 +275,7 @@ impl Privacy {
         self.events.delete_of_customer(&job.key).await?;
         self.profiles.delete_key(&job.key).await?;
         job.report.sessions = self.sessions.erase_customer(&job.key).await?;
+        job.report.recommendations = self.stats.forget(&job.key, &job.recs).await?;
         crate::fault::point("erase-after-delete");
         self.events.compact().await?;
         self.profiles.compact().await?;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::events::{EventInput, Events, IngestReport, Profiles};
+use crate::events::{EventInput, EventOutcome, Events, IngestReport, Profiles};
 use crate::infer::chat::scheduler::SchedulerConfig;
 use crate::infer::chat::{ChatModel, Generator};
 use crate::infer::{Embedder, EmbeddingModel, select_device};
@@ -59,9 +59,14 @@ pub struct Services {
 
 impl Services {
     /// Ingest events (validation, duplicates, profiles, popularity, co-occurrence) and attribute
-    /// those that carry a `rec_id` to the recommendation that showed the product.
-    pub async fn ingest_events(&self, inputs: Vec<EventInput>) -> Result<IngestReport> {
-        let (report, accepted) = self.events.ingest(inputs).await?;
+    /// those that carry a `rec_id` to the recommendation that showed the product (a click, cart
+    /// or purchase sent without one gets the `rec_id` of the list just shown to the same shopper
+    /// that held the product, if any).
+    pub async fn ingest_events(&self, mut inputs: Vec<EventInput>) -> Result<IngestReport> {
+        let given = self.recommender.attribute_unsent(&mut inputs);
+        let (mut report, accepted) = self.events.ingest(inputs).await?;
+        report.attributed =
+            given.iter().filter(|i| matches!(report.results.get(**i), Some(EventOutcome::Accepted { .. }))).count();
         for e in &accepted {
             if let Some(rec) = e.rec_id {
                 self.recommender.stats().attribute(rec, &e.product_id, e.kind, e.value, e.timestamp).await?;
@@ -149,19 +154,20 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
         let events =
             Events::open(store.clone(), catalog.clone(), profiles.clone(), keys.clone(), config.events.clone()).await?;
         let sessions = crate::assistant::session::Sessions::open(store.clone(), keys.clone()).await?;
+        let stats = Arc::new(Stats::open(store.clone(), &replica.id).await?);
         let privacy = Privacy::new(
             keys,
             catalog.clone(),
             profiles.clone(),
             events.clone(),
             sessions.clone(),
+            stats.clone(),
             &config.store.data_dir,
         );
         let resumed = privacy.resume().await?;
         if resumed > 0 {
             tracing::info!(erasures = resumed, "finished interrupted erasures");
         }
-        let stats = Arc::new(Stats::open(store.clone(), &replica.id).await?);
         let collab = crate::recommend::train::Collab::open(
             catalog.clone(),
             profiles.clone(),
@@ -179,6 +185,7 @@ pub fn load_services(config: &Config, store: Store, with_chat: bool) -> Result<S
             crate::recommend::rules::Rules::open(store.clone()).await?,
         )
         .with_collab(collab.clone())
+        .with_ranker(crate::recommend::rank::Slot::open(&config.store.data_dir))
         .with_experiments(config.experiments.clone());
         let assistant = crate::assistant::Assistant::new(
             catalog.clone(),

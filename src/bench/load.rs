@@ -72,6 +72,40 @@ fn send(agent: &ureq::Agent, url: &str, body: Option<&str>) -> bool {
 
 /// `rate` requests per second for `duration`, from `workers` threads; `url(i)` is the i-th URL.
 pub fn open_loop(url: impl Fn(usize) -> String + Sync, rate: f64, duration: Duration, workers: usize) -> LatencyReport {
+    let (latencies, errors, seconds) = open_loop_samples(url, rate, duration, workers);
+    report(latencies, errors, seconds)
+}
+
+/// Two settings compared at the same rate: `rounds` of A, B, B, A blocks of `block` each, every
+/// block `rate` requests per second of its setting (`url(setting, i)`, setting 0 is A), so that
+/// both see the same drift of the machine and the store. Returns A's report and B's.
+pub fn open_loop_abba(
+    url: impl Fn(usize, usize) -> String + Sync,
+    rate: f64,
+    block: Duration,
+    rounds: usize,
+    workers: usize,
+) -> (LatencyReport, LatencyReport) {
+    let mut samples = [(Vec::new(), 0usize, 0f64), (Vec::new(), 0usize, 0f64)];
+    let mut offset = 0usize;
+    for setting in (0..rounds.max(1)).flat_map(|_| [0usize, 1, 1, 0]) {
+        let (l, e, s) = open_loop_samples(|i| url(setting, offset + i), rate, block, workers);
+        offset += l.len();
+        samples[setting].0.extend(l);
+        samples[setting].1 += e;
+        samples[setting].2 += s;
+    }
+    let [(la, ea, sa), (lb, eb, sb)] = samples;
+    (report(la, ea, sa), report(lb, eb, sb))
+}
+
+/// [`open_loop`]'s latencies (ms), errors and wall seconds.
+fn open_loop_samples(
+    url: impl Fn(usize) -> String + Sync,
+    rate: f64,
+    duration: Duration,
+    workers: usize,
+) -> (Vec<f64>, usize, f64) {
     let next = AtomicUsize::new(0);
     let total = (rate * duration.as_secs_f64()).round() as usize;
     let results = Mutex::new((Vec::with_capacity(total), 0usize));
@@ -104,7 +138,7 @@ pub fn open_loop(url: impl Fn(usize) -> String + Sync, rate: f64, duration: Dura
     });
     let seconds = start.elapsed().as_secs_f64();
     let (latencies, errors) = results.into_inner().expect("not poisoned");
-    report(latencies, errors, seconds)
+    (latencies, errors, seconds)
 }
 
 /// `concurrency` clients sending back to back for `duration`.

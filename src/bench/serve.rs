@@ -136,6 +136,7 @@ impl Measure<'_> {
     ) -> Result<Vec<Row>> {
         let has = |w: &str| which.iter().any(|x| x == w);
         let store = services.store.clone();
+        let recommender = services.recommender.clone();
         let state =
             crate::api::AppState::new(cfg, (self.threads, crate::infer::threads::ThreadSource::Config), "cpu".into())?;
         state.set_services(services);
@@ -149,7 +150,8 @@ impl Measure<'_> {
             rows.extend(search::run(&base, label, self.clients, self.seconds, engine_ms));
         }
         if has("recommend") {
-            rows.extend(recommend::run(&base, label, self.customers, self.clients, self.seconds, engine_ms));
+            let trees = recommend::ensure_ranker(self.runtime, &recommender, &base, self.customers, 400)?;
+            rows.extend(recommend::run(&base, label, self.customers, self.clients, self.seconds, engine_ms, trees));
         }
         rows.extend(more(&base)?);
         server.abort();

@@ -139,8 +139,9 @@ impl Catalog {
         Ok(updates.len())
     }
 
-    /// Every product's id, title and categories, in point order (for offline evaluation).
-    pub async fn titles(&self) -> Result<Vec<(String, String, Vec<String>)>> {
+    /// Every product's id, title, categories, brand and price, in point order (for offline
+    /// evaluation).
+    pub async fn titles(&self) -> Result<Vec<ProductFacts>> {
         let mut out = Vec::new();
         let mut offset = None;
         loop {
@@ -154,7 +155,13 @@ impl Catalog {
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                     .unwrap_or_default();
-                out.push((id.to_string(), title, cats));
+                out.push(ProductFacts {
+                    id: id.to_string(),
+                    title,
+                    categories: cats,
+                    brand: r.payload.get("brand").and_then(Value::as_str).map(str::to_string),
+                    price: r.payload.get("price").and_then(Value::as_f64),
+                });
             }
             match page.next {
                 Some(n) => offset = Some(n),
@@ -163,4 +170,19 @@ impl Catalog {
         }
         Ok(out)
     }
+}
+
+/// What offline evaluation reads of a product.
+#[derive(Debug, Clone)]
+pub struct ProductFacts {
+    /// Its id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its categories.
+    pub categories: Vec<String>,
+    /// Its brand.
+    pub brand: Option<String>,
+    /// Its price.
+    pub price: Option<f64>,
 }

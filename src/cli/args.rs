@@ -97,6 +97,9 @@ pub struct EvalArgs {
     /// Skip the content model (no embedding model needed).
     #[arg(long)]
     pub no_content: bool,
+    /// Skip the learned re-ranker (LambdaMART over the hybrid's candidates).
+    #[arg(long)]
+    pub no_rerank: bool,
 }
 
 /// `aisle bench` flags.

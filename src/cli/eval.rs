@@ -48,7 +48,7 @@ pub fn eval(config: &Config, args: EvalArgs) -> Result<ExitCode> {
         eprintln!("embedded {} item texts in {:.1}s", out.len(), started.elapsed().as_secs_f64());
         Some(std::sync::Arc::new(out))
     };
-    let r = report::run(&ds, how, vectors, args.quick, &|line| eprintln!("  {line}"));
+    let r = report::run(&ds, how, vectors, args.quick, !args.no_rerank, &|line| eprintln!("  {line}"));
     let table = report::markdown(&r);
     print!("{table}");
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(format!("cannot create {}", args.out.display()), e))?;

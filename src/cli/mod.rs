@@ -132,7 +132,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(cmd) => runtime.block_on(store::run(&config, cmd)),
         Command::Train => runtime.block_on(async {
             let services = open_services(&config, false).await?;
-            let report = services.collab.train().await?;
+            let mut report = services.collab.train().await?;
+            report.ranker = Some(services.recommender.train_ranker().await?);
             services.store.flush().await?;
             println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?);
             Ok(ExitCode::SUCCESS)

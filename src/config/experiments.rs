@@ -71,6 +71,10 @@ pub struct VariantConfig {
     /// Whether merchandising rules apply (default true).
     #[serde(default = "yes")]
     pub rules: bool,
+    /// Whether the learned re-ranker applies, where the request says nothing (default: the
+    /// `[recommend] rerank` setting).
+    #[serde(default)]
+    pub rerank: Option<bool>,
 }
 
 fn yes() -> bool {

@@ -31,6 +31,14 @@ pub struct RecommendConfig {
     pub default_limit: usize,
     /// Largest `limit`.
     pub max_limit: usize,
+    /// Re-rank the fused candidates with the learned model (LambdaMART) once `aisle train` has
+    /// trained one from impressions; experiments and requests may turn it off.
+    pub rerank: bool,
+    /// A click, cart or purchase sent without a `rec_id`, on a product that a list shown to the
+    /// same customer or session held within this many minutes before, is attributed to that
+    /// list (the latest such): the impression the client did not send back is taken from the
+    /// server's own log. 0 turns it off.
+    pub attribution_minutes: f64,
 }
 
 impl Default for RecommendConfig {
@@ -48,6 +56,8 @@ impl Default for RecommendConfig {
             exclude_seen_hours: 24.0,
             default_limit: 10,
             max_limit: 100,
+            rerank: true,
+            attribution_minutes: 30.0,
         }
     }
 }
@@ -59,6 +69,9 @@ impl RecommendConfig {
         }
         if self.candidates == 0 || self.max_limit == 0 || self.default_limit == 0 {
             problems.push("recommend.candidates, max_limit and default_limit must be at least 1".to_string());
+        }
+        if !(self.attribution_minutes >= 0.0 && self.attribution_minutes.is_finite()) {
+            problems.push("recommend.attribution_minutes must be 0 (off) or a positive number of minutes".to_string());
         }
     }
 }

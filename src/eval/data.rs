@@ -24,6 +24,12 @@ pub struct Dataset {
     pub item_ids: Vec<String>,
     /// Text per item (title and genres / categories), by dense id.
     pub item_text: Vec<String>,
+    /// Categories (genres) per item, by dense id (the re-ranker's category affinity).
+    pub item_categories: Vec<Vec<String>>,
+    /// Brand per item, where the data has one.
+    pub item_brand: Vec<Option<String>>,
+    /// Price per item, where the data has one.
+    pub item_price: Vec<Option<f64>>,
 }
 
 /// How to cut test (and validation) interactions.
@@ -150,6 +156,7 @@ pub fn load_ml100k(dir: &Path) -> Result<Dataset> {
     let mut item_ix: HashMap<String, u32> = HashMap::new();
     let mut item_ids = Vec::new();
     let mut item_text = Vec::new();
+    let mut item_categories = Vec::new();
     for row in &items {
         let id = row.first().cloned().unwrap_or_default();
         item_ix.insert(id.clone(), item_ids.len() as u32);
@@ -158,6 +165,7 @@ pub fn load_ml100k(dir: &Path) -> Result<Dataset> {
         let year = row.get(2).cloned().unwrap_or_default();
         let genres = row.get(3).cloned().unwrap_or_default();
         item_text.push(format!("{title} ({year}). Genres: {genres}"));
+        item_categories.push(genres.split_whitespace().map(str::to_string).collect());
     }
     let mut interactions = Vec::with_capacity(inter.len());
     for row in &inter {
@@ -173,19 +181,24 @@ pub fn load_ml100k(dir: &Path) -> Result<Dataset> {
                 item_ix.insert(i.clone(), n);
                 item_ids.push(i.clone());
                 item_text.push(String::new());
+                item_categories.push(vec![]);
                 n
             }
         };
         let ts = ts.parse::<f64>().map_err(|_| Error::Config(format!("bad timestamp {ts}")))? as i64;
         interactions.push((u, i, 1.0, ts));
     }
+    let n_items = item_ids.len();
     Ok(Dataset {
         name: "ml-100k".into(),
         n_users: user_ix.len(),
-        n_items: item_ids.len(),
+        n_items,
         interactions,
         item_ids,
         item_text,
+        item_categories,
+        item_brand: vec![None; n_items],
+        item_price: vec![None; n_items],
     })
 }
 
@@ -200,10 +213,14 @@ pub async fn load_shop(
     let mut item_ix: HashMap<String, u32> = HashMap::new();
     let mut item_ids: Vec<String> = Vec::new();
     let mut item_text: Vec<String> = Vec::new();
-    for (id, title, cats) in catalog.titles().await? {
-        item_ix.insert(id.clone(), item_ids.len() as u32);
-        item_ids.push(id);
-        item_text.push(format!("{title}. Categories: {}", cats.join(", ")));
+    let (mut item_categories, mut item_brand, mut item_price) = (vec![], vec![], vec![]);
+    for p in catalog.titles().await? {
+        item_ix.insert(p.id.clone(), item_ids.len() as u32);
+        item_ids.push(p.id);
+        item_text.push(format!("{}. Categories: {}", p.title, p.categories.join(", ")));
+        item_categories.push(p.categories);
+        item_brand.push(p.brand);
+        item_price.push(p.price);
     }
     let mut interactions = Vec::new();
     events
@@ -225,6 +242,9 @@ pub async fn load_shop(
         interactions,
         item_ids,
         item_text,
+        item_categories,
+        item_brand,
+        item_price,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod data;
 pub mod metrics;
 pub mod models;
 pub mod report;
+pub mod rerank;
 
 pub use data::{Dataset, Split, split};
 pub use metrics::{Metrics, evaluate};

@@ -53,10 +53,14 @@ pub struct Report {
     pub peak_rss_bytes: Option<u64>,
 }
 
-struct Stage {
-    train: TrainSet,
-    test: HashMap<u32, Vec<u32>>,
-    seen: HashMap<u32, HashSet<u32>>,
+/// One stage of the protocol: a training part and the interactions held out from it.
+pub(super) struct Stage {
+    /// The training part.
+    pub(super) train: TrainSet,
+    /// Held-out items per user.
+    pub(super) test: HashMap<u32, Vec<u32>>,
+    /// Training items per user (never recommended).
+    pub(super) seen: HashMap<u32, HashSet<u32>>,
 }
 
 impl Stage {
@@ -71,9 +75,12 @@ impl Stage {
 
     fn eval(&self, model: &Trained, vectors: Option<&[Vec<f32>]>) -> Metrics {
         let empty = Vec::new();
-        evaluate(self.train.n_items, &self.seen, &self.test, &self.train.popularity, vectors, &|u, out| {
-            model.score(u, self.train.histories.get(&u).unwrap_or(&empty), out)
-        })
+        self.eval_with(vectors, &|u, out| model.score(u, self.train.histories.get(&u).unwrap_or(&empty), out))
+    }
+
+    /// Metrics of any scorer on this stage's held-out items.
+    pub(super) fn eval_with(&self, vectors: Option<&[Vec<f32>]>, score: &(dyn Fn(u32, &mut [f32]) + Sync)) -> Metrics {
+        evaluate(self.train.n_items, &self.seen, &self.test, &self.train.popularity, vectors, score)
     }
 
     /// Top-`depth` rankings of a model for every test user.
@@ -162,6 +169,7 @@ pub fn run(
     how: Split,
     vectors: Option<Arc<Vec<Vec<f32>>>>,
     quick: bool,
+    rerank: bool,
     progress: &dyn Fn(&str),
 ) -> Report {
     let started = Instant::now();
@@ -279,6 +287,14 @@ pub fn run(
         test: tm,
         train_secs,
     });
+    // The learned re-ranker over the hybrid's candidates, with its fused and random orders.
+    if rerank {
+        let hybrid = super::rerank::Hybrid { als, item_item, weights, vectors: vectors.as_ref() };
+        match super::rerank::run(ds, &valid, &test, &hybrid, progress) {
+            Ok(r) => rows.extend(r),
+            Err(e) => progress(&format!("the re-ranker could not be trained: {e}")),
+        }
+    }
     Report {
         dataset: ds.name.clone(),
         split: how.to_string(),

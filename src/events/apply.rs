@@ -45,6 +45,13 @@ impl Events {
         Some(w.ln() + lambda * (e.timestamp.timestamp() - EPOCH) as f64)
     }
 
+    /// A product's decayed popularity at `now` (unix seconds) from its stored log-sum
+    /// (`trend`): the weighted events with each halved every trending half-life.
+    pub fn popularity_now(&self, trend: f64, now: i64) -> f64 {
+        let lambda = std::f64::consts::LN_2 / (self.config.trending_half_life_days * 86_400.0);
+        (trend - lambda * (now - EPOCH) as f64).exp()
+    }
+
     /// The bought-together owner of an event: `c:key` for a customer with analytics consent,
     /// else `s:key` for its session.
     pub(super) fn owner(e: &Event, consents: &HashMap<String, Consent>) -> Option<String> {

@@ -120,6 +120,9 @@ pub struct IngestReport {
     pub duplicates: usize,
     /// Refused.
     pub rejected: usize,
+    /// Accepted events sent without a `rec_id` that were attributed to the list shown to the
+    /// same customer or session just before (`recommend.attribution_minutes`).
+    pub attributed: usize,
     /// Per event, in order.
     pub results: Vec<EventOutcome>,
 }

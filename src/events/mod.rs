@@ -318,6 +318,30 @@ impl Events {
         }
     }
 
+    /// Every stored event that carries a `rec_id` (customer or anonymous session): the
+    /// outcomes of recommendation lists, which the re-ranker learns from. `visit` gets the
+    /// `rec_id`, product and kind.
+    pub async fn for_each_attributed(&self, mut visit: impl FnMut(&str, &str, Kind)) -> Result<()> {
+        let mut offset = None;
+        loop {
+            let page = self.store.scroll(EVENTS, None, offset, 2000).await?;
+            for r in &page.records {
+                let p = &r.payload;
+                if let (Some(rec), Some(product), Some(kind)) = (
+                    p.get("rec_id").and_then(Value::as_str),
+                    p.get("product_id").and_then(Value::as_str),
+                    p.get("kind").and_then(|k| serde_json::from_value::<Kind>(k.clone()).ok()),
+                ) {
+                    visit(rec, product, kind);
+                }
+            }
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// The bought-together facts of a customer key: (product, other product) per fact.
     pub async fn facts_of_customer(&self, customer_key: &str) -> Result<Vec<(String, String)>> {
         let filter =

@@ -300,6 +300,7 @@ mod tests {
                 weights: Default::default(),
                 mmr_lambda: None,
                 rules: true,
+                rerank: None,
             })
             .collect();
         ExperimentConfig { name: "e".into(), metric: ExperimentMetric::Ctr, enabled: true, variants }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::Recommender;
 use super::experiments::Assignment;
 use super::fuse::Candidate;
-use super::request::{Anchor, RecItem, Recommendations, SourceName, SourceRank};
+use super::request::{Anchor, FeatureEffect, RecItem, Recommendations, SourceName, SourceRank};
 use super::rules::{Active, RuleAction, RuleEffect};
 use super::sources::AnchorItem;
 use super::stats::Served;
@@ -27,6 +27,12 @@ pub(super) struct Steering<'a> {
     pub(super) rules: &'a Active,
     pub(super) pinned: &'a HashMap<Uuid, String>,
     pub(super) variants: Vec<Assignment>,
+    /// The candidates' re-ranker features (logged with the response).
+    pub(super) rows: &'a super::rerank::Rows,
+    /// The re-ranker that ordered the list, if one did.
+    pub(super) ranker: Option<std::sync::Arc<super::rank::Ranker>>,
+    /// The pseudonymous key of the customer (else the session) served.
+    pub(super) shopper: Option<String>,
 }
 
 impl Recommender {
@@ -41,8 +47,22 @@ impl Recommender {
         sources: Vec<SourceName>,
         steer: Steering<'_>,
     ) -> Result<Recommendations> {
-        let Steering { rules, pinned, variants } = steer;
+        let Steering { rules, pinned, variants, rows, ranker, shopper } = steer;
         let rec_id = Uuid::new_v4();
+        let shown: Vec<(Uuid, String)> = chosen
+            .iter()
+            .map(|(h, _)| {
+                (h.id, h.payload.get("id").and_then(serde_json::Value::as_str).unwrap_or_default().to_string())
+            })
+            .collect();
+        let features = super::rerank::as_shown(rows, &shown);
+        let mut ranked_by = match &ranker {
+            Some(model) => {
+                let with_rows: Vec<_> = shown.iter().filter_map(|(id, _)| Some((*id, *rows.get(id)?))).collect();
+                Self::ranked_by(model, &with_rows)
+            }
+            None => HashMap::new(),
+        };
         let mut items = Vec::with_capacity(chosen.len());
         let mut served = Vec::with_capacity(chosen.len());
         for (hit, srcs) in chosen {
@@ -56,7 +76,8 @@ impl Recommender {
                 _ => None,
             };
             let anchor = best_anchor(anchors, vector, anchored);
-            let explanation = explain(&srcs, anchor.as_ref(), &effects);
+            let ranked = ranked_by.remove(&hit.id).unwrap_or_default();
+            let explanation = explain(&srcs, anchor.as_ref(), &effects, &ranked);
             // The source credited in the statistics; a pinned item no source proposed: `rule`.
             let credited = match srcs.first() {
                 Some(s) => s.source.as_str(),
@@ -64,10 +85,19 @@ impl Recommender {
                 None => SourceName::Fallback.as_str(),
             };
             served.push((product.id.clone(), credited.to_string(), product.price));
-            items.push(RecItem { product, score: hit.score, sources: srcs, anchor, explanation, rules: effects });
+            items.push(RecItem {
+                product,
+                score: hit.score,
+                sources: srcs,
+                anchor,
+                explanation,
+                rules: effects,
+                ranked_by: ranked,
+            });
         }
-        self.stats.record(rec_id, Served { items: served, variants: &variants }, Utc::now()).await?;
-        Ok(Recommendations { rec_id, personalized, sources, items, experiments: variants })
+        self.stats.record(rec_id, Served { items: served, variants: &variants, features, shopper }, Utc::now()).await?;
+        let ranker_version = ranker.map(|r| r.version);
+        Ok(Recommendations { rec_id, personalized, sources, items, experiments: variants, ranker_version })
     }
 }
 
@@ -101,9 +131,9 @@ fn verb(kind: Kind) -> &'static str {
     }
 }
 
-/// The explanation of an item in words: the rule that pinned it, what its sources say, and the
-/// rules that boosted or buried it.
-fn explain(sources: &[SourceRank], anchor: Option<&Anchor>, rules: &[RuleEffect]) -> String {
+/// The explanation of an item in words: the rule that pinned it, what its sources say, what
+/// moved it up in the learned re-ranking, and the rules that boosted or buried it.
+fn explain(sources: &[SourceRank], anchor: Option<&Anchor>, rules: &[RuleEffect], ranked: &[FeatureEffect]) -> String {
     let mut parts: Vec<String> = Vec::new();
     for s in sources {
         let part = match (s.source, anchor) {
@@ -125,6 +155,15 @@ fn explain(sources: &[SourceRank], anchor: Option<&Anchor>, rules: &[RuleEffect]
     let pinned = rules.iter().any(|r| r.action == RuleAction::Pin);
     if parts.is_empty() && !pinned {
         parts.push("in stock now".into());
+    }
+    let mut up: Vec<&str> = Vec::new();
+    for f in ranked.iter().filter(|f| f.contribution > 0.0) {
+        if !up.contains(&f.meaning.as_str()) {
+            up.push(&f.meaning);
+        }
+    }
+    if !up.is_empty() {
+        parts.push(format!("ranked up for {}", up.join(" and ")));
     }
     for r in rules {
         match r.action {

@@ -27,7 +27,9 @@ mod explain;
 pub mod exposure;
 mod fuse;
 pub mod mmr;
+pub mod rank;
 mod request;
+mod rerank;
 pub mod rules;
 mod sources;
 pub mod stats;
@@ -44,7 +46,8 @@ use crate::error::{Error, Result};
 use crate::events::{Events, Profiles};
 use crate::store::{Condition, Prefetch, Query, Ranking, Source, Store, Vector, VectorQuery};
 
-pub use request::{Anchor, RecItem, RecommendRequest, Recommendations, SourceName, SourceRank};
+pub use request::{Anchor, FeatureEffect, RecItem, RecommendRequest, Recommendations, SourceName, SourceRank};
+pub use rerank::{MIN_GROUPS, RankerReport};
 use sources::AnchorItem;
 pub use stats::Stats;
 
@@ -63,6 +66,7 @@ pub struct Recommender {
     collab: Option<train::Collab>,
     rules: rules::Rules,
     experiments: Arc<Vec<ExperimentConfig>>,
+    ranker: Option<rank::Slot>,
 }
 
 impl Recommender {
@@ -76,13 +80,35 @@ impl Recommender {
         config: RecommendConfig,
         rules: rules::Rules,
     ) -> Self {
-        Self { store, catalog, profiles, events, stats, config, collab: None, rules, experiments: Arc::default() }
+        Self {
+            store,
+            catalog,
+            profiles,
+            events,
+            stats,
+            config,
+            collab: None,
+            rules,
+            experiments: Arc::default(),
+            ranker: None,
+        }
     }
 
     /// Run these experiments (`[[experiments]]`).
     pub fn with_experiments(mut self, experiments: Vec<ExperimentConfig>) -> Self {
         self.experiments = Arc::new(experiments);
         self
+    }
+
+    /// Re-rank with the model of `slot` (once one is trained) and train it there.
+    pub fn with_ranker(mut self, slot: rank::Slot) -> Self {
+        self.ranker = Some(slot);
+        self
+    }
+
+    /// The served re-ranker, if any.
+    pub fn ranker(&self) -> Option<Arc<rank::Ranker>> {
+        self.ranker.as_ref().and_then(rank::Slot::get)
     }
 
     /// The configured experiments.
@@ -92,12 +118,12 @@ impl Recommender {
 
     /// The request's variants (by its customer's pseudonymous key, else its session's), with
     /// their settings applied where the request sets none. Returns the assignments and whether
-    /// merchandising rules apply.
-    fn assign(&self, req: &mut RecommendRequest) -> (Vec<experiments::Assignment>, bool) {
+    /// merchandising rules apply, and the shopper's key.
+    fn assign(&self, req: &mut RecommendRequest) -> (Vec<experiments::Assignment>, bool, Option<String>) {
         let unit = match (&req.customer_id, &req.session_id) {
             (Some(c), _) => self.profiles.key_of(c),
             (None, Some(s)) => self.events.session_key(s),
-            (None, None) => return (vec![], true),
+            (None, None) => return (vec![], true, None),
         };
         let mut assigned = Vec::new();
         let mut rules = true;
@@ -111,10 +137,13 @@ impl Recommender {
             if req.mmr_lambda.is_none() {
                 req.mmr_lambda = v.mmr_lambda;
             }
+            if req.rerank.is_none() {
+                req.rerank = v.rerank;
+            }
             rules &= v.rules;
             assigned.push(experiments::Assignment { experiment: e.name.clone(), variant: v.name.clone() });
         }
-        (assigned, rules)
+        (assigned, rules, Some(unit))
     }
 
     /// The merchandising rules.
@@ -159,7 +188,7 @@ impl Recommender {
 
     async fn answer(&self, mut req: RecommendRequest) -> Result<Recommendations> {
         let limit = req.validate(self.config.default_limit, self.config.max_limit)?;
-        let (variants, with_rules) = self.assign(&mut req);
+        let (variants, with_rules, shopper) = self.assign(&mut req);
 
         // The customer, if known and consenting.
         let profile = match &req.customer_id {
@@ -180,14 +209,23 @@ impl Recommender {
 
         let fused = self.fused(&sources, &rules.boosts(), &req.weights, &filter, limit).await?;
         let ranks = self.source_ranks(&sources, &filter).await?;
+        let rows = self.feature_rows(&fused, &ranks, personal, &anchors);
+        let reranked = self.rerank(fused, &rows, req.rerank.unwrap_or(self.config.rerank));
         let lambda = req.mmr_lambda.unwrap_or(self.config.mmr_lambda);
-        let mut chosen = self.diversify(&fused, ranks, lambda, &req.weights, limit, &rules);
+        let mut chosen = self.diversify(&reranked.pool, ranks, lambda, &req.weights, limit, &rules);
         self.fill(&mut chosen, &filter, limit, &rules).await?;
         let pinned = self.pin(&mut chosen, &filter, limit, &rules).await?;
 
         let anchored = personal.is_some() || !req.session_items.is_empty();
         let sources = sources.iter().map(|(s, _)| *s).collect();
-        let steer = explain::Steering { rules: &rules, pinned: &pinned, variants };
+        let steer = explain::Steering {
+            rules: &rules,
+            pinned: &pinned,
+            variants,
+            rows: &rows,
+            ranker: reranked.model,
+            shopper,
+        };
         self.respond(chosen, &anchors, anchored, personal.is_some(), sources, steer).await
     }
 

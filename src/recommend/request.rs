@@ -66,6 +66,9 @@ pub struct RecommendRequest {
     pub mmr_lambda: Option<f32>,
     /// Source weights for this request (missing sources keep the configured weight).
     pub weights: HashMap<SourceName, f32>,
+    /// Whether the learned re-ranker applies (default: the experiment variant's setting, else
+    /// `[recommend] rerank`).
+    pub rerank: Option<bool>,
 }
 
 impl RecommendRequest {
@@ -133,6 +136,21 @@ pub struct RecItem {
     pub explanation: String,
     /// The merchandising rules that pinned, boosted or buried it.
     pub rules: Vec<super::rules::RuleEffect>,
+    /// When the learned re-ranker ordered the list: the features that moved this item most,
+    /// strongest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ranked_by: Vec<FeatureEffect>,
+}
+
+/// A feature's part in an item's re-ranking score.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FeatureEffect {
+    /// The feature's name (see the re-ranker's feature list).
+    pub feature: String,
+    /// In words.
+    pub meaning: String,
+    /// Its contribution to the score (positive: moved the item up).
+    pub contribution: f64,
 }
 
 /// A recommendation response.
@@ -148,4 +166,7 @@ pub struct Recommendations {
     pub items: Vec<RecItem>,
     /// The experiment variants this list was made under (recorded with its `rec_id`).
     pub experiments: Vec<super::experiments::Assignment>,
+    /// The version of the learned re-ranker that ordered the list, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranker_version: Option<u64>,
 }

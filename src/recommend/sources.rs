@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::Recommender;
 use super::request::{RecommendRequest, SourceName};
 use super::train::{self, CollabModel};
-use crate::catalog::{CO_VECTOR, COLLAB_VECTOR, NUM, PRODUCTS, TEXT_VECTOR, TREND, product_point};
+use crate::catalog::{
+    BRAND_KEY, CATEGORY_KEYS, CO_VECTOR, COLLAB_VECTOR, NUM, PRODUCTS, TEXT_VECTOR, TREND, product_point,
+};
 use crate::error::{Error, FieldError, Result};
 use crate::events::Kind;
 use crate::events::profile::{HistoryItem, Profile};
@@ -35,6 +37,31 @@ pub(super) struct AnchorItem {
     pub(super) collab: Option<Vec<f32>>,
     /// Its number, the dimension of the `co` vectors.
     pub(super) num: Option<u32>,
+    /// Its categories, brand and price (filter keys), for the re-ranker's affinities.
+    pub(super) facts: ItemFacts,
+}
+
+/// A product's categories and brand (as lower-cased filter keys) and price, from its payload.
+#[derive(Debug, Clone, Default)]
+pub(super) struct ItemFacts {
+    pub(super) categories: Vec<String>,
+    pub(super) brand: Option<String>,
+    pub(super) price: Option<f64>,
+}
+
+impl ItemFacts {
+    /// The facts of a stored product's payload.
+    pub(super) fn of(payload: &crate::store::Payload) -> Self {
+        Self {
+            categories: payload
+                .get(CATEGORY_KEYS)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+            brand: payload.get(BRAND_KEY).and_then(Value::as_str).map(str::to_string),
+            price: payload.get("price").and_then(Value::as_f64),
+        }
+    }
 }
 
 /// The anchors to load: the session's items (as views), then the customer's history without
@@ -97,6 +124,7 @@ impl Recommender {
                         _ => None,
                     },
                     num: r.payload.get(NUM).and_then(Value::as_u64).map(|n| n as u32),
+                    facts: ItemFacts::of(&r.payload),
                 })
             })
             .collect())

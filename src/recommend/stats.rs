@@ -158,6 +158,23 @@ struct RecRecord {
     /// The (experiment, variant) pairs of the request.
     #[serde(default)]
     variants: Vec<(String, String)>,
+    /// Product id: the re-ranker's features of the item as shown (its true position), missing
+    /// values as null. Written to the store with the record, not kept in memory after.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    features: HashMap<String, Vec<Option<f32>>>,
+}
+
+/// Lists kept per shopper for attributing events sent without a `rec_id`.
+const SHOWN_PER_SHOPPER: usize = 8;
+
+/// Shoppers whose recent lists are kept (the oldest are forgotten first).
+const SHOWN_SHOPPERS: usize = 50_000;
+
+/// A list recently shown to a shopper: its `rec_id`, when, and its products. In memory only.
+struct ShownList {
+    rec_id: Uuid,
+    ts: i64,
+    products: Vec<String>,
 }
 
 /// A variant's counters key: day, experiment, variant.
@@ -172,6 +189,10 @@ struct Inner {
     variants: BTreeMap<VariantKey, Counters>,
     dirty_variants: HashSet<VariantKey>,
     dirty_recs: HashSet<Uuid>,
+    /// Pseudonymous shopper key (customer, else session): the latest lists shown to them.
+    shown: HashMap<String, VecDeque<ShownList>>,
+    /// (shopper key, when) of each list in `shown`, oldest first: for forgetting the oldest.
+    shown_order: VecDeque<(String, i64)>,
 }
 
 /// What one response served, for the statistics.
@@ -180,6 +201,21 @@ pub struct Served<'a> {
     pub items: Vec<(String, String, Option<f64>)>,
     /// The request's experiment variants.
     pub variants: &'a [super::experiments::Assignment],
+    /// Product id: the re-ranker's feature row as shown (NaN: missing).
+    pub features: HashMap<String, Vec<f32>>,
+    /// The pseudonymous key of the customer (else the session) it was shown to: kept in
+    /// memory only, to attribute events that come back without the `rec_id`.
+    pub shopper: Option<String>,
+}
+
+/// A stored response, as the re-ranker's training reads it.
+pub struct Logged {
+    /// Its `rec_id`.
+    pub rec_id: Uuid,
+    /// When it was served (unix seconds).
+    pub ts: i64,
+    /// Product id: feature row as shown (NaN: missing).
+    pub features: HashMap<String, Vec<f32>>,
 }
 
 /// The statistics service.
@@ -254,10 +290,17 @@ impl Stats {
             items: served.items.iter().map(|(p, s, _)| (p.clone(), s.clone())).collect(),
             prices: served.items.iter().filter_map(|(p, _, price)| Some((p.clone(), (*price)?))).collect(),
             variants: served.variants.iter().map(|a| (a.experiment.clone(), a.variant.clone())).collect(),
+            features: served
+                .features
+                .into_iter()
+                .map(|(p, row)| (p, row.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect()))
+                .collect(),
         };
         let shared = self.store.is_remote();
+        let mut record = record;
         if shared {
             self.store.upsert(RECS, vec![rec_point(rec_id, &record)?]).await?;
+            record.features.clear();
         }
         let mut g = self.inner.lock();
         let day = at.date_naive();
@@ -270,6 +313,23 @@ impl Stats {
             let key = (day, experiment.clone(), variant.clone());
             g.variants.entry(key.clone()).or_default().impressions += served.items.len() as u64;
             g.dirty_variants.insert(key);
+        }
+        if let Some(shopper) = served.shopper {
+            let list =
+                ShownList { rec_id, ts: record.ts, products: served.items.iter().map(|(p, _, _)| p.clone()).collect() };
+            let lists = g.shown.entry(shopper.clone()).or_default();
+            lists.push_back(list);
+            if lists.len() > SHOWN_PER_SHOPPER {
+                lists.pop_front();
+            }
+            g.shown_order.push_back((shopper, record.ts));
+            while g.shown_order.len() > SHOWN_SHOPPERS * 2 || g.shown.len() > SHOWN_SHOPPERS {
+                let Some((old, ts)) = g.shown_order.pop_front() else { break };
+                // Forgotten unless a later list was shown to the same shopper.
+                if g.shown.get(&old).and_then(|l| l.back()).is_some_and(|l| l.ts <= ts) {
+                    g.shown.remove(&old);
+                }
+            }
         }
         g.recs.insert(rec_id, record);
         g.order.push_back(rec_id);
@@ -306,9 +366,10 @@ impl Stats {
             None => {
                 // Served by another replica, before this process started, or long ago.
                 let Some(r) = self.store.retrieve(RECS, vec![rec_id], vec![]).await?.pop() else { return Ok(()) };
-                let Ok(record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else {
+                let Ok(mut record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else {
                     return Ok(());
                 };
+                record.features.clear();
                 let mut g = self.inner.lock();
                 g.recs.entry(rec_id).or_insert(record.clone());
                 g.order.push_back(rec_id);
@@ -358,7 +419,12 @@ impl Stats {
                 .drain()
                 .collect::<Vec<_>>()
                 .into_iter()
-                .filter_map(|id| g.recs.get(&id).map(|r| (id, r.clone())))
+                .filter_map(|id| {
+                    // The features go to the store only; memory keeps what attribution needs.
+                    let r = g.recs.get_mut(&id)?;
+                    let features = std::mem::take(&mut r.features);
+                    Some((id, RecRecord { features, ..r.clone() }))
+                })
                 .collect();
             (counters, variants, recs)
         };
@@ -387,6 +453,67 @@ impl Stats {
         self.store.upsert(STATS, points).await?;
         let points = recs.into_iter().map(|(id, r)| rec_point(id, &r)).collect::<Result<Vec<_>>>()?;
         self.store.upsert(RECS, points).await
+    }
+
+    /// The latest list shown to `shopper` (a pseudonymous key) within `window_secs` before
+    /// `at` that held `product_id`: where an event sent without a `rec_id` came from.
+    pub fn shown_to(&self, shopper: &str, product_id: &str, at: DateTime<Utc>, window_secs: i64) -> Option<Uuid> {
+        let g = self.inner.lock();
+        let at = at.timestamp();
+        g.shown.get(shopper)?.iter().rev().find_map(|l| {
+            let fresh = l.ts <= at + 5 && at - l.ts <= window_secs;
+            (fresh && l.products.iter().any(|p| p == product_id)).then_some(l.rec_id)
+        })
+    }
+
+    /// Erasure: forget the responses `rec_ids` (those a customer's events pointed to): their
+    /// items, prices and feature rows leave memory and the store, and the collection is
+    /// rewritten so that their bytes leave the disk. Returns how many were held.
+    pub async fn forget(&self, shopper: &str, rec_ids: &[Uuid]) -> Result<usize> {
+        self.inner.lock().shown.remove(shopper);
+        if rec_ids.is_empty() {
+            return Ok(0);
+        }
+        // Pending writes first, so that no later flush writes a forgotten response back.
+        self.flush().await?;
+        {
+            let mut g = self.inner.lock();
+            for id in rec_ids {
+                g.recs.remove(id);
+                g.dirty_recs.remove(id);
+            }
+            g.order.retain(|id| !rec_ids.contains(id));
+        }
+        let held = self.store.retrieve(RECS, rec_ids.to_vec(), vec![]).await?.len();
+        self.store.delete(RECS, rec_ids.to_vec()).await?;
+        self.store.compact(RECS).await?;
+        Ok(held)
+    }
+
+    /// Every stored response that logged features, for training the re-ranker (after a flush,
+    /// so that this replica's latest are included).
+    pub async fn for_each_logged(&self, mut visit: impl FnMut(Logged)) -> Result<()> {
+        self.flush().await?;
+        let mut offset = None;
+        loop {
+            let page = self.store.scroll(RECS, None, offset, 500).await?;
+            for r in page.records {
+                let Ok(record) = serde_json::from_value::<RecRecord>(Value::Object(r.payload)) else { continue };
+                if record.features.is_empty() {
+                    continue;
+                }
+                let features = record
+                    .features
+                    .into_iter()
+                    .map(|(p, row)| (p, row.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect()))
+                    .collect();
+                visit(Logged { rec_id: r.id, ts: record.ts, features });
+            }
+            match page.next {
+                Some(n) => offset = Some(n),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// One experiment's counters per variant from `from` to `to` (inclusive), summed over every

@@ -70,6 +70,9 @@ pub struct TrainReport {
     pub train_secs: f64,
     /// Seconds in all.
     pub total_secs: f64,
+    /// The learned re-ranker's run (`aisle train` and the admin route train both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranker: Option<super::RankerReport>,
 }
 
 /// The trainer and the current model.
@@ -179,6 +182,7 @@ impl Collab {
             .map_err(|e| Error::io(format!("cannot write {}", self.path.display()), e))?;
         *self.model.write() = Some(Arc::new(model));
         Ok(TrainReport {
+            ranker: None,
             events: n_events,
             customers: users.len(),
             products: items.len(),

@@ -58,6 +58,11 @@ fn script_customers(s: &Server, tag: &str) -> Vec<String> {
     let marker = format!("zebra-quasar-{tag}");
     consent(s, &victim, json!({"segment": marker}));
     consent(s, &bystander, json!({}));
+    // A list shown to the victim, which one of their events points to: its log (items and the
+    // re-ranker's feature rows) is theirs to erase.
+    let (status, recs) = get(&s.url(&format!("/v1/customers/{victim}/recommendations?limit=5")));
+    assert_eq!(status, 200, "{recs}");
+    let rec_id = recs["rec_id"].as_str().expect("a rec_id").to_string();
     let mut evs = vec![];
     for (who, prefix) in [(&victim, format!("evt-erase-{tag}")), (&bystander, format!("evt-keep-{tag}"))] {
         evs.push(json!({"id": format!("{prefix}-1"), "customer_id": who, "product_id": "el-0200", "kind": "purchase"}));
@@ -69,10 +74,12 @@ fn script_customers(s: &Server, tag: &str) -> Vec<String> {
             json!({"id": format!("evt-erase-{tag}-{i}"), "customer_id": victim, "product_id": "el-0203", "kind": "view"}),
         );
     }
+    evs[4]["rec_id"] = json!(rec_id);
     send(s, json!(evs));
     let key = Keyring::load_or_create(Path::new(&data_dir_of(s)), "").unwrap().customer_key(&victim);
     let mut identifying = vec![victim, key, marker];
     identifying.extend((1..6).map(|i| format!("evt-erase-{tag}-{i}")));
+    identifying.push(rec_id);
     identifying
 }
 
@@ -118,6 +125,7 @@ fn erasure_removes_every_trace_on_disk_and_takes_back_the_counts() {
     assert_eq!(status, 200);
     assert_eq!(v["erased"]["events"], 5, "{v}");
     assert_eq!(v["erased"]["profile"], true, "{v}");
+    assert_eq!(v["erased"]["recommendations"], 1, "the list the victim's event pointed to: {v}");
     assert_no_trace(&dir, &identifying);
     // The bystander's events and profile (the same shapes as the erased ones) are found in the
     // rebuilt storage: the search above could have seen what it did not find.
@@ -132,7 +140,10 @@ fn erasure_removes_every_trace_on_disk_and_takes_back_the_counts() {
     // Idempotent.
     let (status, _, again) = call("DELETE", &s.url(&format!("/v1/customers/{victim}")), None, None);
     assert_eq!(status, 200);
-    assert_eq!(again["erased"], json!({"profile": false, "events": 0, "products_corrected": 0, "sessions": 0}));
+    assert_eq!(
+        again["erased"],
+        json!({"profile": false, "events": 0, "products_corrected": 0, "sessions": 0, "recommendations": 0})
+    );
     // The bystander is untouched.
     let (_, other) = get(&s.url("/v1/customers/stays-a/export"));
     assert_eq!(other["events"].as_array().unwrap().len(), 2);

@@ -401,13 +401,27 @@ fn statistics_add_up_from_the_events_sent() {
             {"id": "st-8", "session_id": "anon", "product_id": id(&r2, 0), "kind": "view", "rec_id": rec2},
         ]),
     );
+    // A click sent without its rec_id, on an item of the list just shown to the same customer,
+    // is attributed to that list; one on a product the list did not hold, or by someone else,
+    // is not.
+    let shown: Vec<String> = (0..5).map(|i| id(&r1, i)).collect();
+    let elsewhere = (0..15).map(|i| format!("s-{i}")).find(|p| !shown.contains(p)).unwrap();
+    let v = events(
+        &server,
+        json!([
+            {"id": "st-9", "customer_id": "stat-hal", "product_id": id(&r1, 2), "kind": "click"},
+            {"id": "st-10", "customer_id": "stat-hal", "product_id": elsewhere, "kind": "click"},
+            {"id": "st-11", "session_id": "anon-2", "product_id": id(&r1, 3), "kind": "click"},
+        ]),
+    );
+    assert_eq!((v["accepted"].as_u64(), v["attributed"].as_u64()), (Some(3), Some(1)), "{v}");
     let check = |server: &Server| {
         let report = recs(server, "/v1/stats/recommendations");
         let total = &report["total"];
         assert_eq!(total["impressions"], 9, "{report}");
-        assert_eq!(total["clicks"], 3, "one click per item, click without rec_id not attributed: {report}");
+        assert_eq!(total["clicks"], 4, "one click per item, one attributed without its rec_id: {report}");
         assert_eq!((total["carts"].as_u64(), total["purchases"].as_u64()), (Some(1), Some(1)));
-        assert!((total["ctr"].as_f64().unwrap() - 3.0 / 9.0).abs() < 1e-9);
+        assert!((total["ctr"].as_f64().unwrap() - 4.0 / 9.0).abs() < 1e-9);
         // Per source they add up to the total, and the clicked items' sources got the clicks.
         let per = report["per_source"].as_object().unwrap();
         for field in ["impressions", "clicks", "carts", "purchases"] {
