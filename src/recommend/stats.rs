@@ -165,10 +165,11 @@ struct RecRecord {
 }
 
 /// Lists kept per shopper for attributing events sent without a `rec_id`.
-const SHOWN_PER_SHOPPER: usize = 8;
+const SHOWN_PER_SHOPPER: usize = 4;
 
-/// Shoppers whose recent lists are kept (the oldest are forgotten first).
-const SHOWN_SHOPPERS: usize = 50_000;
+/// Shoppers whose recent lists are kept (the oldest are forgotten first): at most about
+/// 20,000 x 4 lists x their product ids, a few tens of MiB.
+const SHOWN_SHOPPERS: usize = 20_000;
 
 /// A list recently shown to a shopper: its `rec_id`, when, and its products. In memory only.
 struct ShownList {
