@@ -120,10 +120,8 @@ impl Recommender {
     /// their settings applied where the request sets none. Returns the assignments and whether
     /// merchandising rules apply, and the shopper's key.
     fn assign(&self, req: &mut RecommendRequest) -> (Vec<experiments::Assignment>, bool, Option<String>) {
-        let unit = match (&req.customer_id, &req.session_id) {
-            (Some(c), _) => self.profiles.key_of(c),
-            (None, Some(s)) => self.events.session_key(s),
-            (None, None) => return (vec![], true, None),
+        let Some(unit) = self.shopper_key(req.customer_id.as_deref(), req.session_id.as_deref()) else {
+            return (vec![], true, None);
         };
         let mut assigned = Vec::new();
         let mut rules = true;
@@ -144,6 +142,15 @@ impl Recommender {
             assigned.push(experiments::Assignment { experiment: e.name.clone(), variant: v.name.clone() });
         }
         (assigned, rules, Some(unit))
+    }
+
+    /// A shopper's pseudonymous key: the customer's, else the session's.
+    fn shopper_key(&self, customer_id: Option<&str>, session_id: Option<&str>) -> Option<String> {
+        match (customer_id, session_id) {
+            (Some(c), _) => Some(self.profiles.key_of(c)),
+            (None, Some(s)) => Some(self.events.session_key(s)),
+            (None, None) => None,
+        }
     }
 
     /// The merchandising rules.

@@ -351,10 +351,8 @@ impl Recommender {
             if e.rec_id.is_some() || grade(e.kind).is_none_or(|g| g <= 0.0) {
                 continue;
             }
-            let shopper = match (&e.customer_id, &e.session_id) {
-                (Some(c), _) => self.profiles.key_of(c),
-                (None, Some(s)) => self.events.session_key(s),
-                (None, None) => continue,
+            let Some(shopper) = self.shopper_key(e.customer_id.as_deref(), e.session_id.as_deref()) else {
+                continue;
             };
             if let Some(rec) = self.stats.shown_to(&shopper, &e.product_id, e.timestamp.unwrap_or(now), window) {
                 e.rec_id = Some(rec.to_string());
